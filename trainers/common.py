@@ -1,0 +1,243 @@
+"""Pieces every CLIP prompt-learning trainer shares.
+
+A trainer file (CoOp, CoCoOp, DPL, ...) keeps CoOp's cast -- PromptLearner,
+CustomCLIP, the registered trainer -- and takes from here what would otherwise be
+copied into each of them: loading CLIP, precision handling, the prompted text
+encoder, class-name cleanup and the checkpoint loading that drops class-dependent
+buffers.
+
+Precision (``TRAINER.<METHOD>.PREC``):
+
+=======  ==============  ===========================================
+prec     CLIP weights    forward pass
+=======  ==============  ===========================================
+fp16     half (OpenAI)   plain; CPU falls back to fp32 with a warning
+fp32     float32         plain
+amp      float32         autocast float16 + GradScaler; CPU -> fp32
+bf16     float32         autocast bfloat16 (works on CPU too)
+=======  ==============  ===========================================
+"""
+import contextlib
+import os.path as osp
+import warnings
+
+import torch
+import torch.nn as nn
+
+import clip
+from dassl.utils import load_checkpoint
+
+PRECISIONS = ("fp16", "fp32", "amp", "bf16")
+
+# Buffers that depend on the class names; a prompt learner trained on one set of
+# classes must load on another (base-to-new, cross-dataset), so they are skipped.
+CLASS_BUFFERS = ("token_prefix", "token_suffix")
+
+
+# ---------------------------------------------------------------------------
+# Loading CLIP
+# ---------------------------------------------------------------------------
+def load_clip_to_cpu(cfg):
+    """The CLIP model named by the config, on CPU, with OpenAI's fp16 weights.
+
+    ``cfg.MODEL.BACKBONE.PATH`` (a local TorchScript archive or state dict) wins
+    over ``cfg.MODEL.BACKBONE.NAME`` (an official name such as ``ViT-B/16``,
+    downloaded once into the CLIP cache).
+    """
+    backbone = cfg.MODEL.BACKBONE
+    path = backbone.get("PATH", "")
+    source = path if path else backbone.NAME
+    if not source:
+        raise ValueError(
+            "No CLIP backbone configured: MODEL.BACKBONE.NAME and MODEL.BACKBONE.PATH are "
+            f"both empty. Set MODEL.BACKBONE.NAME to one of {clip.available_models()} "
+            "or MODEL.BACKBONE.PATH to a local checkpoint file."
+        )
+    state_dict = clip.load_state_dict(source)
+    model = clip.build_model(state_dict)
+    return model.eval()
+
+
+def check_input_size(cfg, clip_model):
+    """Images must have the resolution the vision tower was built for."""
+    resolution = clip_model.visual.input_resolution
+    size = tuple(cfg.INPUT.SIZE)
+    if size != (resolution, resolution):
+        raise ValueError(
+            f"INPUT.SIZE is {size} but the CLIP backbone expects {resolution}x{resolution} "
+            f"images. Set INPUT.SIZE ({resolution}, {resolution}) in the trainer config "
+            "or on the command line (INPUT.SIZE \"({r}, {r})\").".format(r=resolution)
+        )
+
+
+# ---------------------------------------------------------------------------
+# Precision
+# ---------------------------------------------------------------------------
+def check_precision(prec):
+    """Raise a readable error for an unknown PREC value (usable in check_cfg)."""
+    if prec not in PRECISIONS:
+        raise ValueError(
+            f"Unknown precision PREC={prec!r}; expected one of {list(PRECISIONS)} "
+            "(set TRAINER.<METHOD>.PREC)."
+        )
+    return prec
+
+
+def resolve_precision(prec, device):
+    """The precision that will actually run on ``device``.
+
+    Half-precision matmuls and GradScaler are GPU features; on CPU "fp16" and
+    "amp" run as "fp32" (with a warning) so that every config also works there.
+    """
+    check_precision(prec)
+    device = torch.device(device)
+    if device.type == "cpu" and prec in ("fp16", "amp"):
+        warnings.warn(
+            f"PREC={prec!r} needs a GPU; running in fp32 on CPU instead "
+            "(use PREC bf16 for reduced precision on CPU).",
+            stacklevel=2,
+        )
+        return "fp32"
+    return prec
+
+
+def cast_clip(clip_model, prec):
+    """Cast CLIP's weights for ``prec`` (an already resolved precision)."""
+    check_precision(prec)
+    if prec == "fp16":
+        # OpenAI's layout: matmul weights in half, layer norms and embeddings in
+        # float32 (CLIP's LayerNorm computes in float32 and casts back).
+        clip.model.convert_weights(clip_model)
+    else:
+        # amp / bf16 keep float32 master weights; autocast lowers the matmuls.
+        clip_model.float()
+    return clip_model
+
+
+def autocast(prec, device):
+    """Context manager for the forward pass at precision ``prec``."""
+    device = torch.device(device)
+    if prec == "amp":
+        return torch.autocast(device.type, dtype=torch.float16)
+    if prec == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_grad_scaler(prec, device):
+    """A GradScaler for "amp" (fp16 gradients underflow without it), else None."""
+    if prec != "amp":
+        return None
+    return torch.amp.GradScaler(torch.device(device).type)
+
+
+def backward_and_update(trainer, loss, scaler, names=None):
+    """``trainer.model_backward_and_update`` with loss scaling when ``scaler`` is set."""
+    if scaler is None:
+        trainer.model_backward_and_update(loss, names)
+        return
+    trainer.detect_anomaly(loss)
+    trainer.model_zero_grad(names)
+    scaler.scale(loss).backward()
+    for name in trainer.get_model_names(names):
+        optim = trainer._optims[name]
+        if optim is not None:
+            scaler.step(optim)
+    scaler.update()
+
+
+# ---------------------------------------------------------------------------
+# Text side
+# ---------------------------------------------------------------------------
+def clean_classname(name):
+    """Dataset folder names use underscores; prompts want words."""
+    return name.replace("_", " ")
+
+
+def context_length(clip_model):
+    """Number of text positions the model was built with (77 for OpenAI CLIP)."""
+    return clip_model.positional_embedding.shape[0]
+
+
+def tokenize(texts, clip_model):
+    """``clip.tokenize`` padded to the model's own context length."""
+    return clip.tokenize(texts, context_length=context_length(clip_model))
+
+
+def num_tokens(text):
+    """BPE tokens of ``text`` without the start/end markers."""
+    return int((clip.tokenize(text)[0] != 0).sum()) - 2
+
+
+class TextEncoder(nn.Module):
+    """CLIP's text tower fed with prompt embeddings instead of token ids.
+
+    ``prompts``: (n_prompts, n_tokens, width) token embeddings (learned context
+    already spliced in); ``tokenized_prompts``: (n_prompts, n_tokens) ids, used
+    only to find the end-of-text position (the largest id). ``deep_prompts`` is
+    handed to the transformer unchanged: None, or one entry per block (see
+    docs/ARCHITECTURE.md). Build it after ``cast_clip`` so ``dtype`` is right.
+    """
+
+    def __init__(self, clip_model):
+        super().__init__()
+        self.transformer = clip_model.transformer
+        self.positional_embedding = clip_model.positional_embedding
+        self.ln_final = clip_model.ln_final
+        self.text_projection = clip_model.text_projection
+        self.dtype = clip_model.dtype
+
+    def forward(self, prompts, tokenized_prompts, deep_prompts=None):
+        x = prompts + self.positional_embedding.type(self.dtype)
+        x = x.permute(1, 0, 2)  # (n_tokens, n_prompts, width)
+        x = self.transformer(x, deep_prompts)
+        x = x.permute(1, 0, 2)  # (n_prompts, n_tokens, width)
+        x = self.ln_final(x).type(self.dtype)
+        eot = tokenized_prompts.argmax(dim=-1)
+        # (n_prompts, width) @ (width, embed_dim) -> (n_prompts, embed_dim)
+        return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection
+
+
+def freeze_all_but(model, trainable):
+    """Turn off gradients everywhere except parameters whose name contains ``trainable``."""
+    for name, param in model.named_parameters():
+        param.requires_grad_(trainable in name)
+    enabled = sorted(n for n, p in model.named_parameters() if p.requires_grad)
+    if not enabled:
+        raise RuntimeError(f"No parameter name contains {trainable!r}; nothing would be trained.")
+    return enabled
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------
+def load_prompt_learners(trainer, directory, epoch=None, drop_keys=CLASS_BUFFERS):
+    """CoOp's ``load_model``: load every registered model from ``directory``.
+
+    Reads ``<directory>/<name>/model-best.pth.tar`` (or ``model.pth.tar-<epoch>``),
+    drops the class-dependent buffers and loads non-strictly so prompts trained on
+    one set of classes apply to another.
+    """
+    if not directory:
+        print("Note that load_model() is skipped as no pretrained model is given")
+        return
+    model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+    for name in trainer.get_model_names():
+        model_path = osp.join(directory, name, model_file)
+        if not osp.exists(model_path):
+            raise FileNotFoundError(
+                f'No checkpoint at "{model_path}". Expected --model-dir to be a training '
+                f"output folder containing {name}/{model_file}; check --model-dir and "
+                "--load-epoch (omit --load-epoch to load model-best.pth.tar)."
+            )
+        checkpoint = load_checkpoint(model_path)
+        state_dict = {k: v for k, v in checkpoint["state_dict"].items() if k not in drop_keys}
+        print(f'Loading weights to {name} from "{model_path}" (epoch = {checkpoint["epoch"]})')
+        missing, unexpected = trainer._models[name].load_state_dict(state_dict, strict=False)
+        missing = [k for k in missing if k not in drop_keys]
+        if missing or unexpected:
+            raise RuntimeError(
+                f'Checkpoint "{model_path}" does not match {name}: missing {missing}, '
+                f"unexpected {unexpected}. Was it trained with the same trainer and "
+                "config (N_CTX, CSC, backbone)?"
+            )
