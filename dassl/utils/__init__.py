@@ -1,0 +1,8 @@
+"""Utilities re-exported as in Dassl: ``from dassl.utils import setup_logger, ...``."""
+
+from .dist import *  # noqa: F401,F403
+from .logger import *  # noqa: F401,F403
+from .meters import *  # noqa: F401,F403
+from .registry import *  # noqa: F401,F403
+from .tools import *  # noqa: F401,F403
+from .torchtools import *  # noqa: F401,F403
