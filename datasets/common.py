@@ -1,0 +1,260 @@
+"""What every CoOp-family dataset does the same way, written once.
+
+* split files ``split_zhou_<Name>.json``: ``{"train"|"val"|"test": [[relpath, label, classname], ...]}``
+  with paths relative to the dataset's image folder (CoOp's format, so published files work as is);
+* ``read_and_split_data``: a folder of class sub-folders cut into 50% train / 20% val / 30% test;
+* few-shot subsets cached in ``<dataset_dir>/split_fewshot/shot_<K>-seed_<S>.pkl``;
+* base/new classes (``DATASET.SUBSAMPLE_CLASSES``);
+* ``CoOpDataset``: the base class, so that a dataset file says only where its images are and how
+  its classes are named.
+
+Random draws go through Python's global ``random`` in the same order as CoOp's readers, so with
+the same seed the same images are picked.
+"""
+
+import math
+import os
+import pickle
+import random
+import tempfile
+from collections import defaultdict
+
+from dassl.data.datasets import Datum, DatasetBase
+from dassl.utils import listdir_nohidden, read_json, write_json
+
+DOCS = "docs/DATASETS.md"
+
+
+def dataset_root(cfg):
+    """Absolute ``DATASET.ROOT`` (``~`` expanded; empty means the current directory)."""
+    return os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT))
+
+
+def require(path, what, dataset_name, hint=""):
+    """Return ``path`` if it exists, else raise an error a person can act on."""
+    if os.path.exists(path):
+        return path
+    anchor = dataset_name.lower()
+    message = (
+        f"{dataset_name}: expected {what} at {path}, but it does not exist. "
+        f"Check DATASET.ROOT (--root) and lay the files out as described in {DOCS}#{anchor}"
+    )
+    if hint:
+        message += f"; {hint}"
+    raise FileNotFoundError(message + ".")
+
+
+def read_split(filepath, path_prefix):
+    """Read a CoOp split file; image paths in it are relative to ``path_prefix``."""
+    print(f"Reading split from {filepath}")
+    split = read_json(filepath)
+
+    def to_items(rows):
+        return [
+            Datum(impath=os.path.join(path_prefix, relpath), label=int(label), classname=classname)
+            for relpath, label, classname in rows
+        ]
+
+    return to_items(split["train"]), to_items(split["val"]), to_items(split["test"])
+
+
+def save_split(train, val, test, filepath, path_prefix):
+    """Write a split file in CoOp's format, image paths made relative to ``path_prefix``."""
+
+    def to_rows(items):
+        return [(os.path.relpath(item.impath, path_prefix), item.label, item.classname) for item in items]
+
+    split = {"train": to_rows(train), "val": to_rows(val), "test": to_rows(test)}
+    write_json(split, filepath)
+    print(f"Saved split to {filepath}")
+
+
+def split_trainval(trainval, p_val=0.2):
+    """Cut an official train+val list into train and val, ``p_val`` of each class to val.
+
+    Used where the original dataset gives only train/test (OxfordPets, StanfordCars, SUN397, UCF101).
+    """
+    print(f"Splitting trainval into {1 - p_val:.0%} train and {p_val:.0%} val")
+    indices_by_label = defaultdict(list)
+    for index, item in enumerate(trainval):
+        indices_by_label[item.label].append(index)
+
+    train, val = [], []
+    for label, indices in indices_by_label.items():
+        n_val = round(len(indices) * p_val)
+        if n_val < 1:
+            raise ValueError(
+                f"class {label} has {len(indices)} train+val images, too few to put {p_val:.0%} "
+                f"of them in the val split; every class needs at least {math.ceil(0.5 / p_val)}"
+            )
+        random.shuffle(indices)
+        val.extend(trainval[i] for i in indices[:n_val])
+        train.extend(trainval[i] for i in indices[n_val:])
+    return train, val
+
+
+def read_and_split_data(image_dir, p_trn=0.5, p_val=0.2, ignored=(), new_cnames=None, rng=random):
+    """Split a folder of class sub-folders (``image_dir/<class>/<image>``) per class.
+
+    Labels follow the sorted folder names; ``new_cnames`` maps a folder name to a better class
+    name; folders in ``ignored`` are skipped. ``rng`` defaults to the global ``random`` (CoOp's
+    behaviour); pass a ``random.Random(seed)`` to split without touching the global state.
+    """
+    categories = sorted(c for c in listdir_nohidden(image_dir) if c not in ignored)
+    new_cnames = new_cnames or {}
+    print(f"Splitting into {p_trn:.0%} train, {p_val:.0%} val, and {1 - p_trn - p_val:.0%} test")
+
+    train, val, test = [], [], []
+    for label, category in enumerate(categories):
+        category_dir = os.path.join(image_dir, category)
+        images = [os.path.join(category_dir, name) for name in listdir_nohidden(category_dir)]
+        rng.shuffle(images)
+        n_train = round(len(images) * p_trn)
+        n_val = round(len(images) * p_val)
+        n_test = len(images) - n_train - n_val
+        if min(n_train, n_val, n_test) < 1:
+            raise ValueError(
+                f"{category_dir} holds {len(images)} images; a {p_trn:.0%}/{p_val:.0%}/rest split "
+                f"gives {n_train}/{n_val}/{n_test}, but each part needs at least one image. "
+                "Add images to that class or remove the folder."
+            )
+        classname = new_cnames.get(category, category)
+
+        def to_items(paths):
+            return [Datum(impath=p, label=label, classname=classname) for p in paths]
+
+        train.extend(to_items(images[:n_train]))
+        val.extend(to_items(images[n_train : n_train + n_val]))
+        test.extend(to_items(images[n_train + n_val :]))
+    return train, val, test
+
+
+def fewshot_cache_path(dataset_dir, num_shots, seed):
+    return os.path.join(dataset_dir, "split_fewshot", f"shot_{num_shots}-seed_{seed}.pkl")
+
+
+def _dump_pickle_atomically(obj, filepath):
+    """Write to a temporary file then rename, so a killed run never leaves a truncated cache."""
+    folder = os.path.dirname(filepath)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pkl")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp_path, filepath)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def load_or_make_fewshot(dataset, dataset_dir, num_shots, seed, train, val=None):
+    """Return ``(train, val)`` reduced to ``num_shots`` images per class (val: ``min(K, 4)``).
+
+    ``num_shots < 1`` returns them unchanged. The subsets are cached in
+    ``<dataset_dir>/split_fewshot/shot_<K>-seed_<S>.pkl`` as ``{"train": [...], "val": [...]}``
+    (only ``"train"`` when ``val`` is None, as CoOp's ImageNet), and read back on the next run so
+    every method trained with the same seed sees the same images. ``dataset`` is the
+    ``DatasetBase`` whose ``generate_fewshot_dataset`` draws the subsets.
+    """
+    if num_shots < 1:
+        return train, val
+    cache = fewshot_cache_path(dataset_dir, num_shots, seed)
+    if os.path.exists(cache):
+        print(f"Loading preprocessed few-shot data from {cache}")
+        with open(cache, "rb") as f:
+            data = pickle.load(f)
+        return data["train"], data.get("val", val)
+
+    train = dataset.generate_fewshot_dataset(train, num_shots=num_shots)
+    data = {"train": train}
+    if val is not None:
+        val = dataset.generate_fewshot_dataset(val, num_shots=min(num_shots, 4))
+        data["val"] = val
+    print(f"Saving preprocessed few-shot data to {cache}")
+    _dump_pickle_atomically(data, cache)
+    return train, val
+
+
+def subsample_classes(*splits, subsample="all"):
+    """Keep the base (first ceil(n/2) sorted labels) or new (the rest) classes, relabelled from 0.
+
+    Labels are taken from the first split (train). Returns the splits in the same order.
+    """
+    if subsample not in ("all", "base", "new"):
+        raise ValueError(f'DATASET.SUBSAMPLE_CLASSES must be "all", "base" or "new", got "{subsample}"')
+    if subsample == "all":
+        return splits
+
+    labels = sorted({item.label for item in splits[0]})
+    m = math.ceil(len(labels) / 2)
+    selected = labels[:m] if subsample == "base" else labels[m:]
+    relabel = {old: new for new, old in enumerate(selected)}
+    print(f"SUBSAMPLE {subsample.upper()} CLASSES!")
+
+    return tuple(
+        [
+            Datum(impath=item.impath, label=relabel[item.label], classname=item.classname)
+            for item in split
+            if item.label in relabel
+        ]
+        for split in splits
+    )
+
+
+class CoOpDataset(DatasetBase):
+    """A dataset with a fixed train/val/test split, cached few-shot subsets and base/new classes.
+
+    A subclass says where its files are, relative to ``DATASET.ROOT``:
+
+    * ``dataset_dir``: its folder (e.g. ``"oxford_pets"``);
+    * ``image_subdir``: the image folder inside it; split-file paths are relative to it;
+    * ``split_name``: ``split_zhou_<Name>.json`` inside ``dataset_dir``;
+
+    and implements ``make_split()`` when the split can be rebuilt from the original files
+    (otherwise a missing split file is an error), or overrides ``read_splits()`` when there is
+    no split file at all. ``read_splits`` may return ``val=None``: the test split then doubles
+    as validation set (ImageNet).
+    """
+
+    dataset_dir = ""
+    image_subdir = ""
+    split_name = ""
+
+    def __init__(self, cfg):
+        name = type(self).__name__
+        self.dataset_dir = os.path.join(dataset_root(cfg), type(self).dataset_dir)
+        self.image_dir = os.path.join(self.dataset_dir, self.image_subdir)
+        self.split_path = os.path.join(self.dataset_dir, self.split_name)
+        self.split_fewshot_dir = os.path.join(self.dataset_dir, "split_fewshot")
+        require(self.dataset_dir, "the dataset folder", name)
+
+        train, val, test = self.read_splits()
+        train, val = load_or_make_fewshot(
+            self, self.dataset_dir, cfg.DATASET.NUM_SHOTS, cfg.SEED, train, val
+        )
+        subsample = cfg.DATASET.SUBSAMPLE_CLASSES
+        if val is None:
+            train, test = subsample_classes(train, test, subsample=subsample)
+            val = test
+        else:
+            train, val, test = subsample_classes(train, val, test, subsample=subsample)
+        super().__init__(train_x=train, val=val, test=test)
+
+    def read_splits(self):
+        """``(train, val, test)`` from the split file, building and saving it first if needed."""
+        if os.path.exists(self.split_path):
+            return read_split(self.split_path, self.image_dir)
+        train, val, test = self.make_split()
+        print(
+            f"{self.split_path} was missing, so a new random split was built from the original files: "
+            f"numbers will not be comparable with published ones (see {DOCS} for the official file)."
+        )
+        save_split(train, val, test, self.split_path, self.image_dir)
+        return train, val, test
+
+    def make_split(self):
+        raise FileNotFoundError(
+            f"{type(self).__name__}: expected the split file {self.split_path}, but it does not exist. "
+            f"Download it as described in {DOCS}#{type(self).__name__.lower()}."
+        )
