@@ -21,6 +21,7 @@ __all__ = [
     "all_gather_object",
     "all_gather_tensor",
     "broadcast_object",
+    "average_gradients",
 ]
 
 
@@ -93,3 +94,25 @@ def broadcast_object(obj, src=0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def average_gradients(params):
+    """All-reduce and average ``.grad`` of ``params`` across ranks (no-op single-process).
+
+    Lets any trainer train under torchrun without wrapping its modules in
+    DistributedDataParallel: the engine calls this before every optimizer step.
+    """
+    world_size = get_world_size()
+    if world_size <= 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset:offset + n].view_as(g))
+        offset += n

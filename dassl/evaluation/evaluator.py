@@ -1,0 +1,150 @@
+"""Evaluators: accumulate (logits, labels) batches, then print and return metrics."""
+
+import os.path as osp
+from collections import OrderedDict, defaultdict
+
+import numpy as np
+import torch
+
+from dassl.utils import Registry, all_gather_object, check_availability, is_main_process
+
+__all__ = ["EVALUATOR_REGISTRY", "build_evaluator", "EvaluatorBase", "Classification"]
+
+EVALUATOR_REGISTRY = Registry("EVALUATOR")
+
+
+def build_evaluator(cfg, **kwargs):
+    avai_evaluators = EVALUATOR_REGISTRY.registered_names()
+    check_availability(cfg.TEST.EVALUATOR, avai_evaluators)
+    if cfg.VERBOSE:
+        print("Loading evaluator: {}".format(cfg.TEST.EVALUATOR))
+    return EVALUATOR_REGISTRY.get(cfg.TEST.EVALUATOR)(cfg, **kwargs)
+
+
+class EvaluatorBase:
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def reset(self):
+        raise NotImplementedError
+
+    def process(self, mo, gt):
+        raise NotImplementedError
+
+    def evaluate(self):
+        raise NotImplementedError
+
+
+@EVALUATOR_REGISTRY.register()
+class Classification(EvaluatorBase):
+    """Accuracy, error rate and macro-F1 (per-class accuracy and confusion matrix optional).
+
+    Under torch.distributed each rank sees its own shard (no padded duplicates, see
+    ``EvalDistributedSampler``); ``evaluate()`` gathers the shards so every rank returns
+    metrics over the whole split, and only rank 0 prints and saves.
+    """
+
+    def __init__(self, cfg, lab2cname=None, **kwargs):
+        super().__init__(cfg)
+        self._lab2cname = lab2cname
+        self._per_class_res = None
+        if cfg.TEST.PER_CLASS_RESULT:
+            assert lab2cname is not None, "TEST.PER_CLASS_RESULT needs lab2cname (label -> class name)"
+        self.reset()
+
+    def reset(self):
+        self._correct = 0
+        self._total = 0
+        self._y_true = []
+        self._y_pred = []
+        if self.cfg.TEST.PER_CLASS_RESULT:
+            self._per_class_res = defaultdict(list)
+
+    def process(self, mo, gt):
+        """``mo``: logits ``(batch, classes)``; ``gt``: labels ``(batch,)``."""
+        pred = mo.max(1)[1]
+        matches = pred.eq(gt).float()
+        self._correct += int(matches.sum().item())
+        self._total += gt.shape[0]
+        self._y_true.extend(gt.detach().cpu().tolist())
+        self._y_pred.extend(pred.detach().cpu().tolist())
+        if self._per_class_res is not None:
+            for label, hit in zip(gt.detach().cpu().tolist(), matches.cpu().tolist()):
+                self._per_class_res[label].append(int(hit))
+
+    def _gather(self):
+        """(y_true, y_pred) over every rank (just ours single-process)."""
+        parts = all_gather_object((self._y_true, self._y_pred))
+        y_true = [y for part in parts for y in part[0]]
+        y_pred = [y for part in parts for y in part[1]]
+        return np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+
+    def evaluate(self):
+        y_true, y_pred = self._gather()
+        total = len(y_true)
+        correct = int((y_true == y_pred).sum())
+        acc = 100.0 * correct / max(total, 1)
+        err = 100.0 - acc
+        macro_f1 = 100.0 * macro_f1_score(y_true, y_pred)
+
+        results = OrderedDict()
+        results["accuracy"] = acc
+        results["error_rate"] = err
+        results["macro_f1"] = macro_f1
+        lines = [
+            "=> result",
+            "* total: {:,}".format(total),
+            "* correct: {:,}".format(correct),
+            "* accuracy: {:.1f}%".format(acc),
+            "* error: {:.1f}%".format(err),
+            "* macro_f1: {:.1f}%".format(macro_f1),
+        ]
+
+        if self._per_class_res is not None:
+            lines.append("=> per-class result")
+            accs = []
+            for label in sorted(set(y_true.tolist())):
+                hits = y_pred[y_true == label] == label
+                n, n_correct = len(hits), int(hits.sum())
+                class_acc = 100.0 * n_correct / n
+                accs.append(class_acc)
+                lines.append("* class: {} ({})\ttotal: {:,}\tcorrect: {:,}\tacc: {:.1f}%".format(
+                    label, self._lab2cname.get(label, "?"), n, n_correct, class_acc))
+            mean_acc = float(np.mean(accs)) if accs else 0.0
+            lines.append("* average: {:.1f}%".format(mean_acc))
+            results["perclass_accuracy"] = mean_acc
+
+        if is_main_process():
+            print("\n".join(lines))
+            if self.cfg.TEST.COMPUTE_CMAT:
+                cmat = confusion_matrix(y_true, y_pred, normalize_rows=True)
+                save_path = osp.join(self.cfg.OUTPUT_DIR, "cmat.pt")
+                torch.save(cmat, save_path)
+                print("Confusion matrix is saved to {}".format(save_path))
+        return results
+
+
+def confusion_matrix(y_true, y_pred, normalize_rows=False):
+    """``(K, K)`` numpy array, rows = true label, K = largest label seen + 1."""
+    k = int(max(y_true.max(initial=-1), y_pred.max(initial=-1))) + 1
+    cmat = np.zeros((k, k), dtype=np.float64)
+    np.add.at(cmat, (y_true, y_pred), 1)
+    if normalize_rows:
+        row_sums = cmat.sum(axis=1, keepdims=True)
+        cmat = np.divide(cmat, row_sums, out=np.zeros_like(cmat), where=row_sums > 0)
+    return cmat
+
+
+def macro_f1_score(y_true, y_pred):
+    """Mean over the labels present in ``y_true`` of 2TP / (2TP + FP + FN) (sklearn's macro F1)."""
+    labels = np.unique(y_true)
+    if len(labels) == 0:
+        return 0.0
+    scores = []
+    for label in labels:
+        tp = np.sum((y_pred == label) & (y_true == label))
+        fp = np.sum((y_pred == label) & (y_true != label))
+        fn = np.sum((y_pred != label) & (y_true == label))
+        denom = 2 * tp + fp + fn
+        scores.append(2 * tp / denom if denom > 0 else 0.0)
+    return float(np.mean(scores))
