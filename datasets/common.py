@@ -44,6 +44,22 @@ def require(path, what, dataset_name, hint=""):
     raise FileNotFoundError(message + ".")
 
 
+def load_matlab(filepath):
+    """Read a ``.mat`` annotation file (OxfordFlowers, StanfordCars) with scipy.
+
+    scipy is needed only to rebuild a split from the original annotations; with the published
+    split files it is never imported.
+    """
+    try:
+        from scipy.io import loadmat
+    except ImportError as error:
+        raise ImportError(
+            f"reading {filepath} needs scipy (pip install scipy); alternatively download the "
+            f"published split file, which makes the .mat files unnecessary (see {DOCS})"
+        ) from error
+    return loadmat(filepath)
+
+
 def read_split(filepath, path_prefix):
     """Read a CoOp split file; image paths in it are relative to ``path_prefix``."""
     print(f"Reading split from {filepath}")
@@ -133,7 +149,7 @@ def fewshot_cache_path(dataset_dir, num_shots, seed):
     return os.path.join(dataset_dir, "split_fewshot", f"shot_{num_shots}-seed_{seed}.pkl")
 
 
-def _dump_pickle_atomically(obj, filepath):
+def dump_pickle_atomically(obj, filepath):
     """Write to a temporary file then rename, so a killed run never leaves a truncated cache."""
     folder = os.path.dirname(filepath)
     os.makedirs(folder, exist_ok=True)
@@ -172,7 +188,7 @@ def load_or_make_fewshot(dataset, dataset_dir, num_shots, seed, train, val=None)
         val = dataset.generate_fewshot_dataset(val, num_shots=min(num_shots, 4))
         data["val"] = val
     print(f"Saving preprocessed few-shot data to {cache}")
-    _dump_pickle_atomically(data, cache)
+    dump_pickle_atomically(data, cache)
     return train, val
 
 
@@ -223,16 +239,15 @@ class CoOpDataset(DatasetBase):
 
     def __init__(self, cfg):
         name = type(self).__name__
-        self.dataset_dir = os.path.join(dataset_root(cfg), type(self).dataset_dir)
+        self.dataset_dir = self.locate(cfg)
         self.image_dir = os.path.join(self.dataset_dir, self.image_subdir)
         self.split_path = os.path.join(self.dataset_dir, self.split_name)
         self.split_fewshot_dir = os.path.join(self.dataset_dir, "split_fewshot")
         require(self.dataset_dir, "the dataset folder", name)
+        require(self.image_dir, "the image folder", name)
 
         train, val, test = self.read_splits()
-        train, val = load_or_make_fewshot(
-            self, self.dataset_dir, cfg.DATASET.NUM_SHOTS, cfg.SEED, train, val
-        )
+        train, val = self.load_fewshot(cfg, train, val)
         subsample = cfg.DATASET.SUBSAMPLE_CLASSES
         if val is None:
             train, test = subsample_classes(train, test, subsample=subsample)
@@ -241,11 +256,24 @@ class CoOpDataset(DatasetBase):
             train, val, test = subsample_classes(train, val, test, subsample=subsample)
         super().__init__(train_x=train, val=val, test=test)
 
+    def load_fewshot(self, cfg, train, val):
+        return load_or_make_fewshot(self, self.dataset_dir, cfg.DATASET.NUM_SHOTS, cfg.SEED, train, val)
+
+    def locate(self, cfg):
+        """Absolute path of the dataset folder."""
+        return os.path.join(dataset_root(cfg), type(self).dataset_dir)
+
     def read_splits(self):
         """``(train, val, test)`` from the split file, building and saving it first if needed."""
         if os.path.exists(self.split_path):
             return read_split(self.split_path, self.image_dir)
-        train, val, test = self.make_split()
+        try:
+            train, val, test = self.make_split()
+        except FileNotFoundError as error:
+            raise FileNotFoundError(
+                f"{type(self).__name__}: the split file {self.split_path} does not exist, and the split "
+                f"cannot be rebuilt from the original files either: {error}"
+            ) from error
         print(
             f"{self.split_path} was missing, so a new random split was built from the original files: "
             f"numbers will not be comparable with published ones (see {DOCS} for the official file)."
@@ -254,7 +282,4 @@ class CoOpDataset(DatasetBase):
         return train, val, test
 
     def make_split(self):
-        raise FileNotFoundError(
-            f"{type(self).__name__}: expected the split file {self.split_path}, but it does not exist. "
-            f"Download it as described in {DOCS}#{type(self).__name__.lower()}."
-        )
+        raise FileNotFoundError(f"download the split file as described in {DOCS}#{type(self).__name__.lower()}")
