@@ -61,6 +61,13 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(cuda_states)
 
 
+def _file_mode():
+    """Permissions a plain ``open(..., "w")`` would give (mkstemp makes files owner-only)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_write(fpath, write_fn):
     """Call ``write_fn(tmp_path)`` then rename onto ``fpath``: readers never see half a file."""
     directory = osp.dirname(fpath) or "."
@@ -68,6 +75,7 @@ def _atomic_write(fpath, write_fn):
     os.close(fd)
     try:
         write_fn(tmp)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, fpath)
     except BaseException:
         if osp.exists(tmp):

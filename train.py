@@ -1,0 +1,224 @@
+"""Train or evaluate a registered trainer on a registered dataset (CoOp's command line).
+
+    python train.py --root DATA --trainer CoOp \
+        --dataset-config-file configs/datasets/oxford_pets.yaml \
+        --config-file configs/trainers/CoOp/vit_b16.yaml \
+        --output-dir output/coop/oxford_pets/seed1 --seed 1 \
+        DATASET.NUM_SHOTS 16 TRAINER.COOP.N_CTX 16
+
+Trailing ``KEY VALUE`` pairs override any config key; every key and its default is in
+``dassl/config/defaults.py`` (engine) or ``extend_cfg`` below (this project).
+"""
+
+import argparse
+
+import torch
+from yacs.config import CfgNode as CN
+
+import datasets  # noqa: F401  (registers every dataset)
+import trainers  # noqa: F401  (registers every trainer)
+from dassl.config import get_cfg_default
+from dassl.engine import build_trainer
+from dassl.utils import collect_env_info, get_most_similar_str_to_a_from_b, setup_logger, set_random_seed
+from dassl.utils.dist import init_distributed_from_env
+
+
+def print_args(args, cfg):
+    print("***************")
+    print("** Arguments **")
+    print("***************")
+    for key in sorted(args.__dict__.keys()):
+        print("{}: {}".format(key, args.__dict__[key]))
+    print("************")
+    print("** Config **")
+    print("************")
+    print(cfg)
+
+
+def reset_cfg(cfg, args):
+    """Copy the command-line options that were given onto the config."""
+    if args.root:
+        cfg.DATASET.ROOT = args.root
+    if args.output_dir:
+        cfg.OUTPUT_DIR = args.output_dir
+    if args.resume:
+        cfg.RESUME = args.resume
+    if args.seed >= 0:  # CoOp tests `if args.seed:`, which silently ignores seed 0
+        cfg.SEED = args.seed
+    if args.source_domains:
+        cfg.DATASET.SOURCE_DOMAINS = args.source_domains
+    if args.target_domains:
+        cfg.DATASET.TARGET_DOMAINS = args.target_domains
+    if args.transforms:
+        cfg.INPUT.TRANSFORMS = args.transforms
+    if args.trainer:
+        cfg.TRAINER.NAME = args.trainer
+    if args.backbone:
+        cfg.MODEL.BACKBONE.NAME = args.backbone
+    if args.head:
+        cfg.MODEL.HEAD.NAME = args.head
+
+
+def extend_cfg(cfg):
+    """Every config section of this project, with its defaults (documented in docs/)."""
+    # Local CLIP weights file; empty = official download by MODEL.BACKBONE.NAME
+    cfg.MODEL.BACKBONE.PATH = ""
+
+    cfg.TRAINER.COOP = CN()
+    cfg.TRAINER.COOP.N_CTX = 16  # number of context vectors
+    cfg.TRAINER.COOP.CSC = False  # class-specific context
+    cfg.TRAINER.COOP.CTX_INIT = ""  # initialisation words
+    cfg.TRAINER.COOP.PREC = "fp16"  # fp16, fp32, amp
+    cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # middle, end, front
+
+    cfg.TRAINER.COCOOP = CN()
+    cfg.TRAINER.COCOOP.N_CTX = 16
+    cfg.TRAINER.COCOOP.CTX_INIT = ""
+    cfg.TRAINER.COCOOP.PREC = "fp16"
+
+    cfg.TRAINER.ZSCLIP = CN()
+    cfg.TRAINER.ZSCLIP.PREC = "fp16"
+
+    cfg.TRAINER.TRAINERSUPERNET = CN()
+    cfg.TRAINER.TRAINERSUPERNET.N_CTX_VISION = 6
+    cfg.TRAINER.TRAINERSUPERNET.N_CTX_TEXT = 6
+    cfg.TRAINER.TRAINERSUPERNET.CTX_INIT = "a photo of a"
+    cfg.TRAINER.TRAINERSUPERNET.PREC = "fp32"
+    cfg.TRAINER.TRAINERSUPERNET.IMPL = "fused"
+    cfg.TRAINER.TRAINERSUPERNET.ALPHA_LR = 0.0035
+    cfg.TRAINER.TRAINERSUPERNET.ALPHA_BETAS = (0.5, 0.999)
+    cfg.TRAINER.TRAINERSUPERNET.ALPHA_WEIGHT_DECAY = 0.0
+    cfg.TRAINER.TRAINERSUPERNET.ALPHA_INIT_STD = 1e-3
+    cfg.TRAINER.TRAINERSUPERNET.VAL_BATCHES = "cycle"
+    cfg.TRAINER.TRAINERSUPERNET.INIT_IMG = "normal"
+    cfg.TRAINER.TRAINERSUPERNET.INIT_TXT = "uniform"
+    cfg.TRAINER.TRAINERSUPERNET.DOMINANCE_MARGIN = 0.1
+
+    cfg.TRAINER.TRAINERSUBNET = CN()
+    cfg.TRAINER.TRAINERSUBNET.IMG_ALPHA_PATH = ""
+    cfg.TRAINER.TRAINERSUBNET.TXT_ALPHA_PATH = ""
+    cfg.TRAINER.TRAINERSUBNET.PROMPT_CONFIG = ""
+    cfg.TRAINER.TRAINERSUBNET.CTX_INIT = "ensemble"
+    cfg.TRAINER.TRAINERSUBNET.PREC = "fp32"
+    cfg.TRAINER.TRAINERSUBNET.KD_WEIGHT = 0.0
+    cfg.TRAINER.TRAINERSUBNET.KD_TEMP = 1.0
+    cfg.TRAINER.TRAINERSUBNET.INIT_STD = 0.02
+
+    cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
+
+    cfg.DATASET.IMAGE_FOLDER = CN()
+    cfg.DATASET.IMAGE_FOLDER.DIR = ""
+    cfg.DATASET.IMAGE_FOLDER.LAYOUT = "auto"
+    cfg.DATASET.IMAGE_FOLDER.SPLIT_FILE = "split.json"
+    cfg.DATASET.IMAGE_FOLDER.TRAIN_RATIO = 0.5
+    cfg.DATASET.IMAGE_FOLDER.VAL_RATIO = 0.2
+    cfg.DATASET.IMAGE_FOLDER.SPLIT_SEED = 1
+    cfg.DATASET.IMAGE_FOLDER.CLASSNAMES = []  # "folder:class name" strings
+    cfg.DATASET.IMAGE_FOLDER.TEMPLATE = "a photo of a {}."
+
+    cfg.DATASET.TOY = CN()
+    cfg.DATASET.TOY.NUM_CLASSES = 4
+    cfg.DATASET.TOY.IMAGES_PER_CLASS = 24
+    cfg.DATASET.TOY.IMAGE_SIZE = 32
+    cfg.DATASET.TOY.SEED = 0
+
+    cfg.USE_WRITER = False  # tensorboard scalars in <OUTPUT_DIR>/tensorboard
+
+
+def all_keys(node, prefix=""):
+    """Dotted names of every leaf of a CfgNode."""
+    keys = []
+    for key, value in node.items():
+        name = prefix + key
+        keys.extend(all_keys(value, name + ".") if isinstance(value, CN) else [name])
+    return keys
+
+
+def check_override_keys(cfg, opts):
+    """Fail with the key's name (and the closest existing one) before yacs sees a bad override."""
+    if len(opts) % 2 != 0:
+        raise ValueError("Config overrides must be KEY VALUE pairs, got an odd number of items: {}".format(opts))
+    known = all_keys(cfg)
+    for key in opts[0::2]:
+        if key not in known:
+            raise KeyError(
+                'Unknown config key "{}" in the command-line overrides (did you mean "{}"?). '
+                "Every key is listed in dassl/config/defaults.py or train.py: extend_cfg.".format(
+                    key, get_most_similar_str_to_a_from_b(key, known))
+            )
+
+
+def merge_file(cfg, path):
+    try:
+        cfg.merge_from_file(path)
+    except KeyError as e:
+        raise KeyError("{}: {} (keys are listed in dassl/config/defaults.py and train.py: extend_cfg)".format(
+            path, e.args[0] if e.args else e)) from e
+
+
+def setup_cfg(args):
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    if args.dataset_config_file:
+        merge_file(cfg, args.dataset_config_file)
+    if args.config_file:
+        merge_file(cfg, args.config_file)
+    reset_cfg(cfg, args)
+    check_override_keys(cfg, args.opts)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    return cfg
+
+
+def main(args):
+    cfg = setup_cfg(args)
+    init_distributed_from_env(use_cuda=cfg.USE_CUDA)  # before the logger: only rank 0 writes log.txt
+    if cfg.SEED >= 0:
+        print("Setting fixed seed: {}".format(cfg.SEED))
+        set_random_seed(cfg.SEED)
+    setup_logger(cfg.OUTPUT_DIR)
+
+    if torch.cuda.is_available() and cfg.USE_CUDA:
+        torch.backends.cudnn.benchmark = True
+
+    print_args(args, cfg)
+    print("Collecting env info ...")
+    print("** System info **\n{}\n".format(collect_env_info()))
+
+    trainer = build_trainer(cfg)
+
+    if args.eval_only:
+        trainer.load_model(args.model_dir, epoch=args.load_epoch)
+        trainer.test()
+        return trainer
+
+    if not args.no_train:
+        trainer.train()
+    return trainer
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=str, default="", help="path to dataset")
+    parser.add_argument("--output-dir", type=str, default="", help="output directory")
+    parser.add_argument("--resume", type=str, default="", help="checkpoint directory (from which the training resumes)")
+    parser.add_argument("--seed", type=int, default=-1, help="only positive value enables a fixed seed")
+    parser.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
+    parser.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
+    parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
+    parser.add_argument("--config-file", type=str, default="", help="path to config file")
+    parser.add_argument("--dataset-config-file", type=str, default="", help="path to config file for dataset setup")
+    parser.add_argument("--trainer", type=str, default="", help="name of trainer")
+    parser.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
+    parser.add_argument("--head", type=str, default="", help="name of head")
+    parser.add_argument("--eval-only", action="store_true", help="evaluation only")
+    parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
+    parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
+    parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
+                        help="modify config options using the command-line")
+    return parser
+
+
+if __name__ == "__main__":
+    main(get_parser().parse_args())
