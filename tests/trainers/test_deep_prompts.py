@@ -1,0 +1,130 @@
+"""The supernet's two mixture implementations, and the mixture's limits (tiny random CLIP)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clip.tiny import build_random_clip
+from trainers.deep_prompts import (
+    MixedPrompt,
+    PromptedCLIP,
+    branch_shapes,
+    fixed_prompts,
+    mixed_attention_fused,
+    mixed_attention_naive,
+    subnet_prompts,
+    supernet_options,
+)
+
+
+@pytest.fixture(scope="module")
+def clip_model():
+    return build_random_clip("ViT", seed=3).float()
+
+
+def _inputs(clip_model, n_classes=5, batch=3):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, 32, 32, generator=g)
+    tokens = torch.randint(1, 400, (n_classes, 10), generator=g)
+    tokenized = torch.zeros(n_classes, 77, dtype=torch.long)
+    tokenized[:, 0] = 49406
+    tokenized[:, 1:11] = tokens
+    tokenized[:, 11] = 49407
+    return images, tokenized
+
+
+def _supernet_logits(model, clip_model, options, alphas, impl, images, tokenized):
+    prompts = {}
+    for branch in ("image", "text"):
+        log_w = F.log_softmax(alphas[branch].float(), dim=-1)
+        prompts[branch] = [MixedPrompt(list(opts), log_w[b], impl) for b, opts in enumerate(options[branch])]
+    image_features = model.encode_image(images, prompts["image"])
+    text_features = model.encode_text(clip_model.token_embedding(tokenized), tokenized, prompts["text"])
+    return model.logits(image_features, text_features)
+
+
+@pytest.mark.parametrize("max_len", [1, 3])
+def test_fused_equals_naive_logits_and_gradients(clip_model, max_len):
+    torch.manual_seed(0)
+    model = PromptedCLIP(clip_model)
+    shapes = branch_shapes(clip_model)
+    options = {b: supernet_options(shapes[b][0], shapes[b][1], max_len, "normal") for b in shapes}
+    alphas = {b: torch.randn(shapes[b][0], max_len + 1, requires_grad=True) for b in shapes}
+    images, tokenized = _inputs(clip_model)
+    labels = torch.tensor([0, 3, 4])
+    results = {}
+    for impl in ("naive", "fused"):
+        logits = _supernet_logits(model, clip_model, options, alphas, impl, images, tokenized)
+        loss = F.cross_entropy(logits, labels)
+        params = [alphas["image"], alphas["text"]] + list(options["image"].parameters()) + list(
+            options["text"].parameters()
+        )
+        results[impl] = (logits.detach(), torch.autograd.grad(loss, params))
+    torch.testing.assert_close(results["fused"][0], results["naive"][0], rtol=1e-4, atol=1e-4)
+    for g_fused, g_naive in zip(results["fused"][1], results["naive"][1]):
+        assert g_naive.abs().sum() > 0
+        torch.testing.assert_close(g_fused, g_naive, rtol=1e-3, atol=1e-5)
+
+
+def test_block_level_fused_equals_naive_with_causal_mask(clip_model):
+    torch.manual_seed(1)
+    block = clip_model.transformer.resblocks[0]  # text block: causal mask among real tokens
+    h = torch.randn(12, 4, block.attn.embed_dim)
+    options = [torch.randn(k, block.attn.embed_dim) for k in range(1, 5)]
+    log_w = F.log_softmax(torch.randn(5), dim=-1)
+    torch.testing.assert_close(
+        mixed_attention_fused(block, h, options, log_w), mixed_attention_naive(block, h, options, log_w),
+        rtol=1e-4, atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("impl", ["naive", "fused"])
+def test_alphas_favouring_option_zero_give_zero_shot_clip(clip_model, impl):
+    model = PromptedCLIP(clip_model)
+    shapes = branch_shapes(clip_model)
+    options = {b: supernet_options(shapes[b][0], shapes[b][1], 3, "normal") for b in shapes}
+    alphas = {b: torch.zeros(shapes[b][0], 4) for b in shapes}
+    for a in alphas.values():
+        a[:, 0] = 100.0  # softmax weight of option 0 is 1 to float precision
+    images, tokenized = _inputs(clip_model)
+    with torch.no_grad():
+        supernet = _supernet_logits(model, clip_model, options, alphas, impl, images, tokenized)
+        zero_shot_img = clip_model.encode_image(images)
+        zero_shot_txt = clip_model.encode_text(tokenized)
+        zero_shot_img = zero_shot_img / zero_shot_img.norm(dim=-1, keepdim=True)
+        zero_shot_txt = zero_shot_txt / zero_shot_txt.norm(dim=-1, keepdim=True)
+        zero_shot = clip_model.logit_scale.exp() * zero_shot_img @ zero_shot_txt.t()
+    torch.testing.assert_close(supernet, zero_shot, rtol=1e-4, atol=1e-4)
+
+
+def test_prompts_change_the_output_unless_their_weight_is_zero(clip_model):
+    model = PromptedCLIP(clip_model)
+    shapes = branch_shapes(clip_model)
+    options = {b: supernet_options(shapes[b][0], shapes[b][1], 2, "normal") for b in shapes}
+    images, tokenized = _inputs(clip_model)
+    alphas = {b: torch.zeros(shapes[b][0], 3) for b in shapes}
+    with torch.no_grad():
+        mixed = _supernet_logits(model, clip_model, options, alphas, "fused", images, tokenized)
+        plain = model.logits(model.encode_image(images),
+                             model.encode_text(clip_model.token_embedding(tokenized), tokenized))
+    assert (mixed - plain).abs().max() > 1e-3
+
+
+def test_subnet_zero_length_blocks_are_plain_blocks(clip_model):
+    shapes = branch_shapes(clip_model)
+    n_img, width = shapes["image"]
+    prompts = subnet_prompts([0] * n_img, width, 0.02)
+    assert all(p.shape == (0, width) for p in prompts)
+    entries = fixed_prompts(prompts, torch.float32)
+    assert entries == [None] * n_img
+    model = PromptedCLIP(clip_model)
+    images, _ = _inputs(clip_model)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(images, entries), model.encode_image(images))
+        lengths = [2] + [0] * (n_img - 1)
+        prompted = model.encode_image(images, fixed_prompts(subnet_prompts(lengths, width, 1.0), torch.float32))
+    assert (prompted - model.encode_image(images)).abs().max() > 1e-4
+
+
+def test_resnet_backbone_is_refused_with_a_clear_message():
+    with pytest.raises(ValueError, match="ResNet backbone"):
+        PromptedCLIP(build_random_clip("RN"))
