@@ -123,7 +123,8 @@ def read_and_split_data(image_dir, p_trn=0.5, p_val=0.2, ignored=(), new_cnames=
     train, val, test = [], [], []
     for label, category in enumerate(categories):
         category_dir = os.path.join(image_dir, category)
-        images = [os.path.join(category_dir, name) for name in listdir_nohidden(category_dir)]
+        # Sorted before shuffling so that a seed gives the same split on every file system
+        images = [os.path.join(category_dir, name) for name in listdir_nohidden(category_dir, sort=True)]
         rng.shuffle(images)
         n_train = round(len(images) * p_trn)
         n_val = round(len(images) * p_val)
