@@ -2,6 +2,7 @@
 
 import difflib
 import errno
+import functools
 import json
 import os
 import os.path as osp
@@ -104,8 +105,13 @@ def read_image(path):
                       "delete or replace it.".format(path, type(e).__name__, e)) from e
 
 
+@functools.lru_cache(maxsize=1)
 def collect_env_info():
-    """torch's environment report plus the Pillow version; never raises."""
+    """torch's environment report plus the Pillow version; never raises.
+
+    Cached: the report shells out (pip, conda, nvidia-smi) and takes seconds, and the
+    environment does not change within a process.
+    """
     try:
         from torch.utils.collect_env import get_pretty_env_info
 
@@ -125,10 +131,10 @@ def listdir_nohidden(path, sort=False):
 
 
 def get_most_similar_str_to_a_from_b(a, b):
-    """The string in ``b`` most similar to ``a`` (later candidates win ties)."""
+    """The string in ``b`` most similar to ``a``, ignoring case (later candidates win ties)."""
     best, best_score = b[0] if b else None, -1.0
     for candidate in b:
-        score = difflib.SequenceMatcher(None, a, candidate).ratio()
+        score = difflib.SequenceMatcher(None, a.lower(), candidate.lower()).ratio()
         if score >= best_score:
             best, best_score = candidate, score
     return best
