@@ -63,7 +63,7 @@ def backbone_from_state_dict(state_dict):
         raise ValueError("These weights are not a ViT CLIP (no 'visual.proj'); deep prompts need a ViT backbone.")
 
     def layers(prefix):
-        return len({k.split(".")[len(prefix.split("."))] for k in state_dict if k.startswith(prefix)})
+        return len({k[len(prefix):].split(".")[0] for k in state_dict if k.startswith(prefix)})
 
     conv = state_dict["visual.conv1.weight"]  # (width, 3, patch, patch)
     return Backbone(
@@ -75,16 +75,12 @@ def backbone_from_state_dict(state_dict):
 
 
 def backbone_from_weights(path):
-    import torch  # only needed for --clip-weights
+    """Dimensions of a CLIP weights file (TorchScript archive or state dict), read by clip/."""
+    from clip.clip import load_state_dict  # imports torch: only needed for --clip-weights
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"CLIP weights not found: {path}. Pass a .pt file (TorchScript or state dict).")
-    try:
-        state_dict = torch.jit.load(path, map_location="cpu").state_dict()
-    except RuntimeError:  # not TorchScript: a plain (possibly wrapped) state dict
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-        state_dict = state_dict.get("state_dict", state_dict)
-    return backbone_from_state_dict(state_dict)
+    return backbone_from_state_dict(load_state_dict(path))
 
 
 # ---------------------------------------------------------------------------- configurations

@@ -73,10 +73,17 @@ def plot_alpha_heatmaps(alpha_img, alpha_txt, path, title=None):
     weights = {"image": softmax_rows(alpha_img), "text": softmax_rows(alpha_txt)}
     rows = max(w.shape[0] for w in weights.values())
     cols = sum(w.shape[1] for w in weights.values())
-    fig, axes = plt.subplots(1, 2, figsize=(2.0 + 0.55 * cols, 1.6 + 0.3 * rows), constrained_layout=True)
-    for ax, (branch, w) in zip(axes, weights.items()):
-        image = _draw_weights(ax, w, f"{BRANCH_TITLES[branch]} (argmax boxed)", annotate=w.size <= 400)
-    fig.colorbar(image, ax=list(axes), shrink=0.8, label="softmax weight")
+    width, height = 2.5 + 0.55 * cols, 1.6 + 0.3 * rows
+    # Fixed margins (inches) instead of constrained layout: the search calls this every epoch and
+    # constrained layout draws the figure twice; GIF frames also need identical sizes.
+    fig = plt.figure(figsize=(width, height))
+    grid = fig.add_gridspec(1, 3, width_ratios=[weights["image"].shape[1], weights["text"].shape[1], 0.25],
+                            left=0.55 / width, right=1 - 0.75 / width, bottom=0.55 / height,
+                            top=1 - (0.6 if title else 0.35) / height, wspace=0.25)
+    for column, (branch, w) in enumerate(weights.items()):
+        image = _draw_weights(fig.add_subplot(grid[column]), w, f"{BRANCH_TITLES[branch]} (argmax boxed)",
+                              annotate=w.size <= 400)
+    fig.colorbar(image, cax=fig.add_subplot(grid[2]), label="softmax weight")
     if title:
         fig.suptitle(title)
     return _figure_to_file(fig, path)

@@ -1,0 +1,155 @@
+import csv
+import json
+import math
+import os
+
+import pytest
+
+from tools import parse_results
+from tools.parse_results import find_runs, summarize, t_critical
+
+T_2DOF = 4.302653  # two-sided 95%, 2 degrees of freedom
+T_1DOF = 12.706205
+
+
+def result_lines(accuracy):
+    return f"=> result\n* total: 1,000\n* correct: 700\n* accuracy: {accuracy}%\n* error: 30.0%\n* macro_f1: 69.0%\n"
+
+
+def training_log(accuracy, val_accuracy=None):
+    text = "Loading trainer: TrainerSubnet\nNo checkpoint found, train from scratch\n"
+    text += "epoch [1/2] batch [1/1] time 0.1 (0.1) loss 1.0 lr 1e-3 eta 0:00:01\n"
+    if val_accuracy is not None:  # TEST.FINAL_MODEL=best_val prints validation results while training
+        text += "Evaluate on the *val* set\n" + result_lines(val_accuracy)
+    text += "epoch [2/2] batch [1/1] time 0.1 (0.1) loss 1.0 lr 1e-3 eta 0:00:00\n"
+    return text + "Finish training\nDeploy the last-epoch model\n" + result_lines(accuracy) + "Elapsed: 0:00:02\n"
+
+
+def unfinished_log():
+    return "Loading trainer: TrainerSubnet\nNo checkpoint found, train from scratch\n" \
+           "epoch [1/40] batch [1/1] time 0.1 (0.1) loss 1.0 lr 1e-3 eta 0:01:00\n"
+
+
+def eval_log(accuracy):
+    return "Loading trainer: TrainerSubnet\nLoading weights to prompt_learner\nEvaluate on the *test* set\n" + \
+        result_lines(accuracy)
+
+
+def write(root, relative, name, text):
+    folder = os.path.join(root, relative)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name), "w") as f:
+        f.write(text)
+
+
+def sample_std(values):
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = str(tmp_path / "output")
+    run = "fewshot/{}/shots_16/TrainerSubnet/vit_b16/seed{}"
+    write(root, run.format("dtd", 1), "log.txt", training_log(70.0, val_accuracy=99.9))
+    # seed 2 crashed once, then was resumed: the resumed log (log.txt-<time>) has the result
+    write(root, run.format("dtd", 2), "log.txt", unfinished_log())
+    write(root, run.format("dtd", 2), "log.txt-2024-05-01-10-00-00", training_log(72.5))
+    write(root, run.format("dtd", 3), "log.txt", training_log(68.9))
+    write(root, run.format("eurosat", 1), "log.txt", training_log(80.1))
+    write(root, run.format("eurosat", 2), "log.txt", training_log(85.3))
+    write(root, run.format("eurosat", 3), "log.txt", unfinished_log())
+    b2n = "base2new/{}/dtd/shots_16/TrainerSubnet/vit_b16/seed{}"
+    for seed, base, new in ((1, 80.0, 60.0), (2, 82.0, 62.0), (3, 81.0, 64.0)):
+        write(root, b2n.format("train_base", seed), "log.txt", training_log(base))
+        write(root, b2n.format("test_new", seed), "log.txt", eval_log(new))
+    return root
+
+
+def test_t_critical_matches_tables():
+    assert t_critical(2) == pytest.approx(T_2DOF, abs=1e-6)
+    assert t_critical(1) == pytest.approx(T_1DOF, abs=1e-6)
+    # large samples approach the normal quantile 1.959964
+    assert 1.96 < t_critical(2000) < 1.962
+
+
+def test_means_stds_and_intervals_per_group(tree):
+    summary = summarize(find_runs(tree))
+    groups = {g["dataset"]: g for g in summary["groups"]}
+    assert set(groups) == {"dtd", "eurosat"}
+
+    dtd = [70.0, 72.5, 68.9]  # the validation result 99.9 and the crashed log are not used
+    assert groups["dtd"]["seeds"] == [1, 2, 3]
+    assert groups["dtd"]["mean"] == pytest.approx(sum(dtd) / 3)
+    assert groups["dtd"]["std"] == pytest.approx(sample_std(dtd))
+    assert groups["dtd"]["ci95"] == pytest.approx(T_2DOF * sample_std(dtd) / math.sqrt(3), rel=1e-6)
+
+    eurosat = [80.1, 85.3]  # seed 3 unfinished: not averaged
+    assert groups["eurosat"]["seeds"] == [1, 2]
+    assert groups["eurosat"]["mean"] == pytest.approx(82.7)
+    assert groups["eurosat"]["ci95"] == pytest.approx(T_1DOF * sample_std(eurosat) / math.sqrt(2), rel=1e-6)
+
+    (average,) = summary["averages"]
+    assert average["datasets"] == ["dtd", "eurosat"]
+    assert average["mean"] == pytest.approx((sum(dtd) / 3 + 82.7) / 2)
+
+
+def test_unfinished_runs_are_listed(tree):
+    summary = summarize(find_runs(tree))
+    paths = [u["path"] for u in summary["unfinished"]]
+    assert len(paths) == 1 and paths[0].endswith(os.path.join("eurosat", "shots_16", "TrainerSubnet", "vit_b16",
+                                                              "seed3"))
+    assert "epoch [1/40]" in summary["unfinished"][0]["problem"]
+
+
+def test_base_to_new_harmonic_mean(tree):
+    summary = summarize(find_runs(tree))
+    (row,) = summary["base2new"]
+    assert (row["protocol"], row["dataset"]) == ("base2new", "dtd")
+    assert row["base"]["mean"] == pytest.approx(81.0)
+    assert row["new"]["mean"] == pytest.approx(62.0)
+    assert row["new"]["ci95"] == pytest.approx(T_2DOF * 2.0 / math.sqrt(3), rel=1e-6)
+    assert row["hm"] == pytest.approx(2 * 81.0 * 62.0 / (81.0 + 62.0))
+    (average,) = summary["base2new_averages"]
+    assert average["hm"] == pytest.approx(row["hm"])
+
+
+def test_missing_new_half_is_reported(tree):
+    os.remove(os.path.join(tree, "base2new/test_new/dtd/shots_16/TrainerSubnet/vit_b16/seed3/log.txt"))
+    summary = summarize(find_runs(tree))
+    (row,) = summary["base2new"]
+    assert row["new_seeds"] == [1, 2]
+    assert any("seed 3" in u["problem"] and "test_new" in u["path"] for u in summary["unfinished"])
+
+
+def test_crash_during_testing_is_not_a_result():
+    accuracy, problem = parse_results.result_of_log(unfinished_log() + "Finish training\nTraceback ...\n")
+    assert accuracy is None and "no test result" in problem
+
+
+def test_cli_writes_markdown_csv_json(tree, tmp_path, capsys):
+    prefix = str(tmp_path / "tables" / "results")
+    assert parse_results.main([tree, "--out", prefix]) == 0
+    printed = capsys.readouterr().out
+    assert "| fewshot | TrainerSubnet | vit_b16 | 16 | dtd | 1,2,3 | 70.47 |" in printed
+    assert "Unfinished" in printed and "seed3" in printed
+    with open(prefix + ".csv") as f:
+        rows = list(csv.DictReader(f))
+    kinds = [r["kind"] for r in rows]
+    assert kinds.count("dataset") == 2 and "average" in kinds and "base2new" in kinds
+    b2n = next(r for r in rows if r["kind"] == "base2new")
+    assert float(b2n["hm"]) == pytest.approx(2 * 81 * 62 / 143)
+    with open(prefix + ".json") as f:
+        data = json.load(f)
+    assert len(data["runs"]) == 12 and len(data["unfinished"]) == 1
+
+
+def test_protocol_filter(tree, capsys):
+    parse_results.main([tree, "--protocol", "base2new"])
+    printed = capsys.readouterr().out
+    assert "Base-to-new" in printed and "| fewshot |" not in printed
+
+
+def test_missing_root_says_what_to_pass(tmp_path):
+    with pytest.raises(FileNotFoundError, match="output tree"):
+        find_runs(str(tmp_path / "nowhere"))
