@@ -85,22 +85,14 @@ def class_tree(image_dir, folders, n_per_class, ext=".jpg"):
 
 def load(root, name, **kwargs):
     """Build a dataset through the registry, as DataManager does."""
-    import datasets  # noqa: F401  (registers the readers)
     from dassl.data.datasets import build_dataset
 
-    _import_all_readers()
+    register_datasets()
     return build_dataset(make_cfg(root, name, **kwargs))
 
 
-def _import_all_readers():
-    import importlib
-
-    for module in (
-        "caltech101", "dtd", "eurosat", "fgvc_aircraft", "food101", "imagenet", "imagenet_a", "imagenet_r",
-        "imagenet_sketch", "imagenetv2", "oxford_flowers", "oxford_pets", "stanford_cars", "sun397", "ucf101",
-        "image_folder",
-    ):
-        importlib.import_module(f"datasets.{module}")
+def register_datasets():
+    import datasets  # noqa: F401  (its __init__ imports, hence registers, every reader)
 
 
 def per_class_counts(items):

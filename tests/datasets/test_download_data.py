@@ -181,10 +181,10 @@ def test_unknown_dataset_is_refused(capsys):
 
 def test_plans_produce_the_readers_layouts():
     """Every CoOp dataset has a plan whose steps end in the folders its reader opens."""
-    from conftest import _import_all_readers
+    from conftest import register_datasets
     from dassl.data.datasets import DATASET_REGISTRY
 
-    _import_all_readers()
+    register_datasets()
     for name, plan in dd.PLANS.items():
         reader = DATASET_REGISTRY.get(name)
         image_dir = os.path.normpath(os.path.join(reader.dataset_dir, reader.image_subdir))

@@ -13,10 +13,10 @@ EXAMPLE = os.path.join(REPO, "configs", "datasets", "image_folder_example.yaml")
 
 def build(root, **options):
     """Merge the example YAML, override IMAGE_FOLDER keys, build through the registry."""
-    from conftest import _import_all_readers
+    from conftest import register_datasets
     from dassl.data.datasets import build_dataset
 
-    _import_all_readers()
+    register_datasets()
     cfg = make_cfg(root, "")
     cfg.merge_from_file(EXAMPLE)
     cfg.DATASET.IMAGE_FOLDER.CLASSNAMES = []
