@@ -91,6 +91,12 @@ def make_image(rng, shape, colour, size):
     return img
 
 
+def class_folder(classname):
+    """``"0_red_circle"``: the index prefix makes sorted folder order (= label order) the class order."""
+    index = [name for name, _, _ in TOY_CLASSES].index(classname)
+    return "{}_{}".format(index, classname.replace(" ", "_"))
+
+
 def generate_toy(dataset_dir, settings):
     """Write images, split file and settings into ``dataset_dir`` (atomically: temp folder + rename)."""
     parent = os.path.dirname(dataset_dir)
@@ -100,12 +106,12 @@ def generate_toy(dataset_dir, settings):
         rng = random.Random(settings["seed"])
         image_dir = os.path.join(tmp_dir, "images")
         for classname, colour, shape in TOY_CLASSES[: settings["num_classes"]]:
-            class_dir = os.path.join(image_dir, classname.replace(" ", "_"))
+            class_dir = os.path.join(image_dir, class_folder(classname))
             os.makedirs(class_dir)
             for i in range(settings["images_per_class"]):
                 img = make_image(rng, shape, colour, settings["image_size"])
                 img.save(os.path.join(class_dir, "{:03d}.png".format(i)))
-        cnames = {name.replace(" ", "_"): name for name, _, _ in TOY_CLASSES}
+        cnames = {class_folder(name): name for name, _, _ in TOY_CLASSES}
         train, val, test = read_and_split_data(
             image_dir, p_trn=TRAIN_RATIO, p_val=VAL_RATIO, new_cnames=cnames, rng=random.Random(settings["seed"]))
         save_split(train, val, test, os.path.join(tmp_dir, SPLIT_FILE), image_dir)
