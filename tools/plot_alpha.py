@@ -18,14 +18,13 @@ import os
 import re
 import sys
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from tools.compare_configs import label_of, load_prompt_config  # noqa: E402
+from tools.compare_configs import label_of, load_prompt_config
 
 BRANCH_TITLES = {"image": "image encoder", "text": "text encoder"}
 DPI = 100
@@ -44,7 +43,7 @@ def _draw_weights(ax, weights, title, annotate):
     blocks, options = weights.shape
     image = ax.imshow(weights, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
     for block, k in enumerate(weights.argmax(axis=1)):
-        ax.add_patch(plt.Rectangle((k - 0.5, block - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
+        ax.add_patch(Rectangle((k - 0.5, block - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
         if annotate:
             for option in range(options):
                 w = weights[block, option]
@@ -59,12 +58,18 @@ def _draw_weights(ax, weights, title, annotate):
     return image
 
 
+def _figure(**kwargs):
+    """A figure on the Agg canvas without pyplot: no global state, nothing to close, no display needed."""
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _figure_to_file(fig, path):
     """Save and close; path is a file name (its folder is created) or a binary file object."""
     if isinstance(path, (str, os.PathLike)):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
     return path
 
 
@@ -76,7 +81,7 @@ def plot_alpha_heatmaps(alpha_img, alpha_txt, path, title=None):
     width, height = 2.5 + 0.55 * cols, 1.6 + 0.3 * rows
     # Fixed margins (inches) instead of constrained layout: the search calls this every epoch and
     # constrained layout draws the figure twice; GIF frames also need identical sizes.
-    fig = plt.figure(figsize=(width, height))
+    fig = _figure(figsize=(width, height))
     grid = fig.add_gridspec(1, 3, width_ratios=[weights["image"].shape[1], weights["text"].shape[1], 0.25],
                             left=0.55 / width, right=1 - 0.75 / width, bottom=0.55 / height,
                             top=1 - (0.6 if title else 0.35) / height, wspace=0.25)
@@ -98,7 +103,8 @@ def plot_convergence(history, path):
     def series(key):
         return [np.nan if h.get(key) is None else h[key] for h in history]
 
-    fig, (ax_diff, ax_dom) = plt.subplots(1, 2, figsize=(9, 3.5), constrained_layout=True)
+    fig = _figure(figsize=(9, 3.5), layout="constrained")
+    ax_diff, ax_dom = fig.subplots(1, 2)
     for suffix, branch in (("img", "image"), ("txt", "text")):
         ax_diff.plot(epochs, series(f"alpha_difference_{suffix}"), marker="o", markersize=3, label=branch)
         ax_dom.plot(epochs, series(f"dominant_{suffix}"), marker="o", markersize=3, label=branch)
@@ -137,8 +143,8 @@ def plot_alpha_evolution(alphas_by_epoch, path, max_panels=8):
     """Grid PNG: one column per (selected) epoch, the image branch on top, the text branch below."""
     epochs = _pick_epochs(list(alphas_by_epoch), max_panels)
     blocks = max(np.shape(a)[0] for pair in alphas_by_epoch.values() for a in pair)
-    fig, axes = plt.subplots(2, len(epochs), figsize=(1.2 + 1.7 * len(epochs), 1.5 + 0.45 * blocks),
-                             squeeze=False, constrained_layout=True)
+    fig = _figure(figsize=(1.2 + 1.7 * len(epochs), 1.5 + 0.45 * blocks), layout="constrained")
+    axes = fig.subplots(2, len(epochs), squeeze=False)
     for col, epoch in enumerate(epochs):
         for row, (branch, alpha) in enumerate(zip(("image", "text"), alphas_by_epoch[epoch])):
             image = _draw_weights(axes[row, col], softmax_rows(alpha), f"{branch}, epoch {epoch}", annotate=False)
@@ -166,7 +172,8 @@ def plot_searched_configs(configs, path, title=None):
     branch, one row per configuration (the paper's figure 4 view)."""
     if not configs:
         raise ValueError("plot_searched_configs needs at least one configuration.")
-    fig, axes = plt.subplots(1, 2, figsize=(12, 1.4 + 0.45 * len(configs)), constrained_layout=True)
+    fig = _figure(figsize=(12, 1.4 + 0.45 * len(configs)), layout="constrained")
+    axes = fig.subplots(1, 2)
     vmax = max(1, max(max(lengths[b], default=0) for _, lengths in configs for b in ("image", "text")))
     for ax, branch in zip(axes, ("image", "text")):
         blocks = max(len(lengths[branch]) for _, lengths in configs)
