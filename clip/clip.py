@@ -121,13 +121,17 @@ def _resolve(name_or_path: str, download_root: str = None) -> str:
         return _download(_MODELS[name_or_path], download_root)
     if os.path.isfile(name_or_path):
         return name_or_path
-    looks_like_path = os.sep in name_or_path or name_or_path.endswith((".pt", ".pth", ".bin"))
+    # backbone names contain "/" too, so only a file extension or an absolute path marks a path
+    looks_like_path = os.path.isabs(name_or_path) or name_or_path.endswith((".pt", ".pth", ".bin", ".ckpt"))
     if looks_like_path:
         raise FileNotFoundError(
             f"CLIP weights file {name_or_path} not found. Check MODEL.BACKBONE.PATH (or the path passed "
             f"to clip.load), or give a backbone name: {available_models()}"
         )
-    raise ValueError(f"Unknown CLIP backbone {name_or_path!r}; known: {available_models()}, or pass a file path")
+    raise ValueError(
+        f"Unknown CLIP backbone {name_or_path!r} (and no file at {os.path.abspath(name_or_path)}); "
+        f"known backbones: {available_models()}, or pass the path of a weights file"
+    )
 
 
 def load_state_dict(name_or_path: str, download_root: str = None) -> dict:

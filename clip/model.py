@@ -23,7 +23,10 @@ class LayerNorm(nn.LayerNorm):
     """LayerNorm computed in float32 (fp16 inputs included), returned in the input's dtype."""
 
     def forward(self, x: torch.Tensor):
-        return super().forward(x.float()).to(x.dtype)
+        # parameters too are taken in float32, so a model cast wholesale to bf16/fp16 still works
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
 
 
 class QuickGELU(nn.Module):
