@@ -22,6 +22,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from tools.compare_configs import label_of, load_prompt_config
@@ -110,8 +111,10 @@ def plot_convergence(history, path):
         ax_dom.plot(epochs, series(f"dominant_{suffix}"), marker="o", markersize=3, label=branch)
     ax_diff.set(xlabel="epoch", ylabel="alpha difference", title="change of the softmax weights")
     ax_dom.set(xlabel="epoch", ylabel="blocks", title="single-dominant blocks")
-    ax_dom.yaxis.get_major_locator().set_params(integer=True)
+    ax_dom.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_dom.set_ylim(bottom=-0.5, top=max(1, np.nanmax(series("dominant_img") + series("dominant_txt"))) + 0.5)
     for ax in (ax_diff, ax_dom):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     return _figure_to_file(fig, path)
