@@ -96,8 +96,7 @@ def check_spec(spec, source="sweep spec"):
     if spec["protocol"] not in PROTOCOLS:
         raise ValueError(f"{source}: protocol must be one of {PROTOCOLS}, found {spec['protocol']!r}.")
     stages = spec["stages"]
-    if not isinstance(stages, dict) or not set(stages) <= {"search", "train"} or "train" not in stages and \
-            "search" not in stages:
+    if not isinstance(stages, dict) or not set(stages) <= {"search", "train"}:
         raise ValueError(f"{source}: 'stages' must map 'search' and/or 'train' to {{trainer, config, opts}}, "
                          f"found {stages!r}.")
     checked = {}
