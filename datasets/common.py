@@ -242,7 +242,7 @@ class CoOpDataset(DatasetBase):
         name = type(self).__name__
         self.dataset_dir = self.locate(cfg)
         self.image_dir = os.path.join(self.dataset_dir, self.image_subdir)
-        self.split_path = os.path.join(self.dataset_dir, self.split_name)
+        self.split_path = os.path.join(self.dataset_dir, self.split_name) if self.split_name else ""
         self.split_fewshot_dir = os.path.join(self.dataset_dir, "split_fewshot")
         require(self.dataset_dir, "the dataset folder", name)
         require(self.image_dir, "the image folder", name)
@@ -266,7 +266,7 @@ class CoOpDataset(DatasetBase):
 
     def read_splits(self):
         """``(train, val, test)`` from the split file, building and saving it first if needed."""
-        if os.path.exists(self.split_path):
+        if self.split_path and os.path.exists(self.split_path):
             return read_split(self.split_path, self.image_dir)
         try:
             train, val, test = self.make_split()

@@ -1,11 +1,13 @@
-"""Helpers for the dataset tests: config objects and tiny image trees in the real layouts."""
+"""Helpers for the dataset tests: config objects and tiny image trees in the real layouts.
+
+(Not named conftest.py: other test folders have one, and ``from conftest import`` would be ambiguous.)
+"""
 
 import io
 import json
 import os
 import sys
 
-import pytest
 from PIL import Image
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -101,7 +103,3 @@ def per_class_counts(items):
         counts[item.label] = counts.get(item.label, 0) + 1
     return counts
 
-
-@pytest.fixture
-def root(tmp_path):
-    return tmp_path / "data"

@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from conftest import class_tree, load, per_class_counts, write_image, write_text
+from dataset_trees import class_tree, load, per_class_counts, write_image, write_text
 
 
 def five_class_dtd(root, n=10):

@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-from conftest import REPO, load
+from dataset_trees import JPEG_BYTES, REPO, load
 
 spec = importlib.util.spec_from_file_location("download_data", os.path.join(REPO, "scripts", "download_data.py"))
 dd = importlib.util.module_from_spec(spec)
@@ -131,8 +131,7 @@ def test_extract_tar_and_zip_and_refuse_escapes(tmp_path):
 
 def fake_dtd_plan(tmp_path):
     """DTD's real plan with the archive served from a local file."""
-    jpeg = open(os.path.join(REPO, "tests", "datasets", "conftest.py"), "rb").read()[:10]
-    files = {f"dtd/images/{c}/{c}_{i}.jpg": jpeg for c in ("banded", "bubbly") for i in range(5)}
+    files = {f"dtd/images/{c}/{c}_{i}.jpg": JPEG_BYTES for c in ("banded", "bubbly") for i in range(5)}
     make_tar(tmp_path / "dtd-r1.0.1.tar.gz", files)
     data = (tmp_path / "dtd-r1.0.1.tar.gz").read_bytes()
     real = dd.PLANS["DescribableTextures"]
@@ -181,7 +180,7 @@ def test_unknown_dataset_is_refused(capsys):
 
 def test_plans_produce_the_readers_layouts():
     """Every CoOp dataset has a plan whose steps end in the folders its reader opens."""
-    from conftest import register_datasets
+    from dataset_trees import register_datasets
     from dassl.data.datasets import DATASET_REGISTRY
 
     register_datasets()

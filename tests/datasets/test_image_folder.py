@@ -6,14 +6,14 @@ import shutil
 
 import pytest
 
-from conftest import REPO, class_tree, make_cfg, per_class_counts
+from dataset_trees import REPO, class_tree, make_cfg, per_class_counts, register_datasets
 
 EXAMPLE = os.path.join(REPO, "configs", "datasets", "image_folder_example.yaml")
 
 
 def build(root, **options):
     """Merge the example YAML, override IMAGE_FOLDER keys, build through the registry."""
-    from conftest import register_datasets
+    from dataset_trees import register_datasets
     from dassl.data.datasets import build_dataset
 
     register_datasets()
@@ -156,3 +156,22 @@ def test_config_mistakes_are_explained(root, flowers, options, match):
     with pytest.raises((ValueError, FileNotFoundError), match=match):
         build(root, **options)
 
+
+
+def test_data_manager_loads_image_folder_batches(root, flowers):
+    """Through the engine's DataManager: real images decoded, transformed and batched."""
+    from dassl.data import DataManager
+
+    register_datasets()
+    cfg = make_cfg(root, "", num_shots=2)
+    cfg.merge_from_file(EXAMPLE)
+    cfg.INPUT.SIZE = (32, 32)
+    cfg.INPUT.TRANSFORMS = ["random_resized_crop", "random_flip", "normalize"]
+    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg.DATALOADER.TRAIN_X.BATCH_SIZE = 3
+    dm = DataManager(cfg)
+    assert dm.num_classes == 3
+    assert dm.dataset.classnames == ["daisy", "red rose", "field of sunflowers"]
+    batch = next(iter(dm.train_loader_x))
+    assert tuple(batch["img"].shape) == (3, 3, 32, 32)
+    assert len(dm.val_loader.dataset) == 6 and len(dm.test_loader.dataset) == 9

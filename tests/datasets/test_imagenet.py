@@ -3,7 +3,7 @@
 import os
 import pickle
 
-from conftest import class_tree, load, per_class_counts, write_text
+from dataset_trees import class_tree, load, per_class_counts, write_text
 
 WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361"]
 NAMES = ["tench", "goldfish", "great white shark", "tiger shark"]

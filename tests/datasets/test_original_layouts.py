@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import class_tree, load, per_class_counts, write_image, write_json, write_text
+from dataset_trees import class_tree, load, per_class_counts, write_image, write_json, write_text
 
 
 def split_file_rows(path):

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import load, per_class_counts, write_image, write_json
+from dataset_trees import load, per_class_counts, write_image, write_json
 
 # name, dataset folder, image folder inside it (split paths are relative to it), split file
 SPLIT_DATASETS = [

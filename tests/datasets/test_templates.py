@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import make_cfg
+from dataset_trees import make_cfg
 
 
 def test_tables_are_loaded_from_the_json():
