@@ -1,0 +1,193 @@
+"""Benchmark one DPL search iteration (alpha step + prompt step) of the supernet.
+
+Builds CLIP with ViT-B/16's architecture and random weights (no download), a supernet over all
+24 blocks with options 0..N_CTX, and times full iterations: an alpha step on a validation batch
+(Adam) then a prompt step on a training batch (SGD), exactly as TrainerSupernet does.
+
+    python benchmarks/search_step.py                       # naive and fused, CPU, ratio printed
+    python benchmarks/search_step.py --device cuda --precision bf16 --impl fused
+
+Each implementation runs in its own process so that peak memory is its own: on CUDA the peak
+of allocated memory during the steps; on CPU the growth of the process's peak resident set
+size during the steps (ru_maxrss) over the process after building the model, which includes
+allocator overhead. Run it on an otherwise idle machine: times are wall-clock.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--impl", choices=["naive", "fused", "both"], default="both")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--precision", choices=["fp32", "amp", "bf16"], default="fp32")
+    parser.add_argument("--classes", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=4, help="training batch of the prompt step")
+    parser.add_argument("--val-batch", type=int, default=None, help="validation batch of the alpha step (default: --batch)")
+    parser.add_argument("--n-ctx", type=int, default=6, help="options 0..N per block, both branches")
+    parser.add_argument("--repeats", type=int, default=5, help="timed iterations (median reported)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0: torch's default)")
+    parser.add_argument("--json", action="store_true", help="print one JSON line (used between processes)")
+    return parser.parse_args(argv)
+
+
+def build(args, impl):
+    import torch
+
+    from clip.tiny import VIT_B16_SIZES, build_random_clip
+    from dassl.config import get_cfg_default
+    from train import extend_cfg
+    from trainers.common import cast_clip
+    from trainers.trainersupernet import CustomCLIP
+
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    opts = cfg.TRAINER.TRAINERSUPERNET
+    opts.N_CTX_VISION = opts.N_CTX_TEXT = args.n_ctx
+    opts.IMPL = impl
+    clip_model = cast_clip(build_random_clip("ViT", seed=0, **VIT_B16_SIZES), "fp32")
+    classnames = [f"class number {i}" for i in range(args.classes)]
+    model = CustomCLIP(cfg, classnames, clip_model)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith("prompt_learner."))
+    return model.to(args.device), opts
+
+
+def run_one(args, impl):
+    """Time ``args.repeats`` search iterations of one implementation in this process."""
+    import torch
+    import torch.nn.functional as F
+
+    from trainers.common import autocast, make_grad_scaler
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    model, opts = build(args, impl)
+    pl = model.prompt_learner
+    prompts, alphas = pl.prompt_parameters(), pl.alpha_parameters()
+    prompt_optim = torch.optim.SGD(prompts, lr=0.0035, momentum=0.9, weight_decay=5e-4)
+    alpha_optim = torch.optim.Adam(alphas, lr=opts.ALPHA_LR, betas=tuple(opts.ALPHA_BETAS))
+    scalers = {"alpha": make_grad_scaler(args.precision, device), "prompt": make_grad_scaler(args.precision, device)}
+    val_batch = args.val_batch or args.batch
+    size = model.image_encoder.input_resolution
+    data = {
+        "alpha": (torch.randn(val_batch, 3, size, size, device=device),
+                  torch.randint(0, args.classes, (val_batch,), device=device)),
+        "prompt": (torch.randn(args.batch, 3, size, size, device=device),
+                   torch.randint(0, args.classes, (args.batch,), device=device)),
+    }
+
+    def step(kind, params, others, optim):
+        for p in others:
+            p.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+        image, label = data[kind]
+        with autocast(args.precision, device):
+            logits = model(image)
+        loss = F.cross_entropy(logits.float(), label)
+        optim.zero_grad(set_to_none=True)
+        if scalers[kind] is None:
+            loss.backward()
+            optim.step()
+        else:
+            scalers[kind].scale(loss).backward()
+            scalers[kind].step(optim)
+            scalers[kind].update()
+
+    def iteration():
+        step("alpha", alphas, prompts, alpha_optim)
+        step("prompt", prompts, alphas, prompt_optim)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    # Baselines before the first step: the peak then includes the steps' activations and gradients.
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    for _ in range(args.warmup):
+        iteration()
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        iteration()
+        times.append(time.perf_counter() - start)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated() - base
+        peak_kind = "peak allocated CUDA memory above the model's"
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        peak_kind = "peak RSS growth over the model's"
+    return {
+        "impl": impl,
+        "median_s": statistics.median(times),
+        "times_s": [round(t, 4) for t in times],
+        "peak_bytes": int(peak),
+        "peak_kind": peak_kind,
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.impl != "both":
+        result = run_one(args, args.impl)
+        print(json.dumps(result) if args.json else format_result(result))
+        return result
+    # When measuring the warm-up peak on CPU, the fused run must not inherit the naive one's peak.
+    results = {}
+    for impl in ("naive", "fused"):
+        child = [sys.executable, os.path.abspath(__file__), "--impl", impl, "--json"] + [
+            a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--json",)
+        ]
+        child = _drop_impl(child)
+        out = subprocess.run(child, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        results[impl] = json.loads(out)
+        print(format_result(results[impl]), flush=True)
+    time_ratio = results["fused"]["median_s"] / results["naive"]["median_s"]
+    mem_ratio = results["fused"]["peak_bytes"] / max(results["naive"]["peak_bytes"], 1)
+    print(f"fused/naive: time {time_ratio:.3f}x, peak memory {mem_ratio:.3f}x "
+          f"(goal: <= 0.4x time, <= 0.5x memory)")
+    return results
+
+
+def _drop_impl(argv):
+    """Keep the child's own --impl (the first one) and drop the parent's."""
+    out, seen = [], False
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--impl":
+            if seen:
+                skip = True
+                continue
+            seen = True
+        out.append(a)
+    return out
+
+
+def format_result(r):
+    return (f"{r['impl']:>5}: {r['median_s'] * 1000:9.1f} ms/iteration (median of {len(r['times_s'])}), "
+            f"{r['peak_bytes'] / 2**20:8.1f} MiB {r['peak_kind']}  [{r['device']}, {r['torch_threads']} threads]")
+
+
+if __name__ == "__main__":
+    main()

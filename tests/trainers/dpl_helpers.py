@@ -1,0 +1,52 @@
+"""Shared helpers of the DPL trainer tests: a tiny CLIP, the Toy data root, train.py in-process."""
+import os
+import sys
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOY_YAML = os.path.join(REPO_ROOT, "configs", "datasets", "toy.yaml")
+SUPERNET_YAML = os.path.join(REPO_ROOT, "configs", "trainers", "TrainerSupernet", "fewshot.yaml")
+SUBNET_YAML = os.path.join(REPO_ROOT, "configs", "trainers", "TrainerSubnet", "fewshot.yaml")
+
+# Image and text towers of different depths, so a swapped alpha file cannot go unnoticed.
+TINY_SIZES = dict(vision_layers=2, transformer_layers=3)
+
+FAST_OPTS = [
+    "INPUT.SIZE", "(32, 32)",
+    "DATALOADER.NUM_WORKERS", "0",
+    "DATALOADER.TEST.BATCH_SIZE", "32",
+    "DATASET.NUM_SHOTS", "4",
+    "TRAIN.PRINT_FREQ", "100",
+    "USE_CUDA", "False",
+]
+
+
+def run_train(argv):
+    """train.py's main in this process; stdout restored afterwards."""
+    import train
+    from dassl.utils import Logger
+
+    old_stdout = sys.stdout
+    try:
+        return train.main(train.get_parser().parse_args([str(a) for a in argv]))
+    finally:
+        if isinstance(sys.stdout, Logger):
+            sys.stdout.close()
+        sys.stdout = old_stdout
+
+
+def search_argv(root, clip_path, output_dir, *opts, epochs=2, seed=1):
+    return [
+        "--root", root, "--output-dir", output_dir, "--seed", seed, "--trainer", "TrainerSupernet",
+        "--dataset-config-file", TOY_YAML, "--config-file", SUPERNET_YAML,
+        *FAST_OPTS, "MODEL.BACKBONE.PATH", clip_path, "OPTIM.MAX_EPOCH", epochs,
+        "TRAINER.TRAINERSUPERNET.N_CTX_VISION", "2", "TRAINER.TRAINERSUPERNET.N_CTX_TEXT", "2",
+        "TRAINER.TRAINERSUPERNET.VAL_BATCH_SIZE", "8", *opts,
+    ]
+
+
+def subnet_argv(root, clip_path, output_dir, *opts, epochs=2, seed=1):
+    return [
+        "--root", root, "--output-dir", output_dir, "--seed", seed, "--trainer", "TrainerSubnet",
+        "--dataset-config-file", TOY_YAML, "--config-file", SUBNET_YAML,
+        *FAST_OPTS, "MODEL.BACKBONE.PATH", clip_path, "OPTIM.MAX_EPOCH", epochs, *opts,
+    ]
