@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO_ROOT, TOY_YAML
+from dassl_test_utils import REPO_ROOT, TOY_YAML
 from dassl.config import get_cfg_default
 from dassl.data import DatasetWrapper
 from dassl.data.data_manager import build_data_loader

@@ -101,7 +101,7 @@ def train_worker(rank, world_size, port, argv, result_dir):
 @pytest.mark.slow
 def test_two_process_training_run(toy_root, tmp_path):
     import train
-    from conftest import TOY_YAML, toy_argv
+    from dassl_test_utils import TOY_YAML, toy_argv
     from dassl.data.datasets import build_dataset
     from dassl_test_trainer import MODEL_NAME
 

@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from conftest import toy_argv
+from dassl_test_utils import toy_argv
 from dassl_test_trainer import MODEL_NAME, LinearProbe
 
 
