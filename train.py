@@ -94,6 +94,7 @@ def extend_cfg(cfg):
     cfg.TRAINER.TRAINERSUPERNET.INIT_IMG = "normal"
     cfg.TRAINER.TRAINERSUPERNET.INIT_TXT = "uniform"
     cfg.TRAINER.TRAINERSUPERNET.DOMINANCE_MARGIN = 0.1
+    cfg.TRAINER.TRAINERSUPERNET.TEXT_CHUNK_SIZE = 0  # > 0: classes per text chunk, with activation checkpointing
 
     cfg.TRAINER.TRAINERSUBNET = CN()
     cfg.TRAINER.TRAINERSUBNET.IMG_ALPHA_PATH = ""
@@ -104,6 +105,7 @@ def extend_cfg(cfg):
     cfg.TRAINER.TRAINERSUBNET.KD_WEIGHT = 0.0
     cfg.TRAINER.TRAINERSUBNET.KD_TEMP = 1.0
     cfg.TRAINER.TRAINERSUBNET.INIT_STD = 0.02
+    cfg.TRAINER.TRAINERSUBNET.TEXT_CHUNK_SIZE = 0  # > 0: classes per text chunk, with activation checkpointing
 
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
 

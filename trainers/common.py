@@ -26,6 +26,7 @@ import torch.nn as nn
 
 import clip
 from dassl.utils import load_checkpoint
+from dassl.utils.dist import average_gradients, get_world_size
 
 PRECISIONS = ("fp16", "fp32", "amp", "bf16")
 
@@ -141,9 +142,25 @@ def backward_and_update(trainer, loss, scaler, names=None):
     scaler.scale(loss).backward()
     for name in trainer.get_model_names(names):
         optim = trainer._optims[name]
-        if optim is not None:
-            scaler.step(optim)
+        if optim is None:
+            continue
+        if get_world_size() > 1:  # as the engine's model_update: average over processes
+            average_gradients([p for group in optim.param_groups for p in group["params"]])
+        scaler.step(optim)
     scaler.update()
+
+
+def data_parallel_if_several_gpus(model, device):
+    """CoOp's behaviour: one process seeing several GPUs splits batches over them.
+
+    Not under torch.distributed (one GPU per process there, gradients are averaged by
+    the engine).
+    """
+    device_count = torch.cuda.device_count()
+    if torch.device(device).type == "cuda" and device_count > 1 and get_world_size() == 1:
+        print(f"Multiple GPUs detected (n_gpus={device_count}), use all of them!")
+        return nn.DataParallel(model)
+    return model
 
 
 # ---------------------------------------------------------------------------
@@ -233,11 +250,15 @@ def load_prompt_learners(trainer, directory, epoch=None, drop_keys=CLASS_BUFFERS
         checkpoint = load_checkpoint(model_path)
         state_dict = {k: v for k, v in checkpoint["state_dict"].items() if k not in drop_keys}
         print(f'Loading weights to {name} from "{model_path}" (epoch = {checkpoint["epoch"]})')
-        missing, unexpected = trainer._models[name].load_state_dict(state_dict, strict=False)
+        hint = ("Was it trained with the same trainer, backbone and prompt settings "
+                "(e.g. N_CTX, CSC)?")
+        try:
+            missing, unexpected = trainer._models[name].load_state_dict(state_dict, strict=False)
+        except RuntimeError as error:  # tensor shapes differ
+            raise RuntimeError(f'Checkpoint "{model_path}" does not fit {name}: {error}\n{hint}') from None
         missing = [k for k in missing if k not in drop_keys]
         if missing or unexpected:
             raise RuntimeError(
-                f'Checkpoint "{model_path}" does not match {name}: missing {missing}, '
-                f"unexpected {unexpected}. Was it trained with the same trainer and "
-                "config (N_CTX, CSC, backbone)?"
+                f'Checkpoint "{model_path}" does not fit {name}: missing {missing}, '
+                f"unexpected {unexpected}. {hint}"
             )

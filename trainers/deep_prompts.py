@@ -14,6 +14,7 @@ import math
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
 
 from trainers.common import TextEncoder
 
@@ -159,12 +160,15 @@ class PromptedCLIP(nn.Module):
     Holds no copy of the weights: the encoders are the CLIP model's own modules.
     """
 
-    def __init__(self, clip_model):
+    def __init__(self, clip_model, text_chunk_size=0):
         super().__init__()
         encoder_blocks(clip_model)  # fails early and clearly on a ResNet backbone
         self.image_encoder = clip_model.visual
         self.text_encoder = TextEncoder(clip_model)
         self.logit_scale = clip_model.logit_scale
+        # > 0: encode the class prompts in chunks of this many classes with activation
+        # checkpointing (the text branch holds every class's activations: ImageNet's memory hog).
+        self.text_chunk_size = int(text_chunk_size)
 
     @property
     def dtype(self):
@@ -175,7 +179,17 @@ class PromptedCLIP(nn.Module):
         return features / features.norm(dim=-1, keepdim=True)
 
     def encode_text(self, text_embeddings, tokenized_prompts, text_prompts=None):
-        features = self.text_encoder(text_embeddings.type(self.dtype), tokenized_prompts, text_prompts)
+        embeddings = text_embeddings.type(self.dtype)
+        chunk = self.text_chunk_size
+        if chunk <= 0 or len(embeddings) <= chunk or not torch.is_grad_enabled():
+            features = self.text_encoder(embeddings, tokenized_prompts, text_prompts)
+        else:
+            # Recomputed in the backward pass: only one chunk's activations are alive at a time.
+            features = torch.cat([
+                checkpoint(self.text_encoder, embeddings[i : i + chunk], tokenized_prompts[i : i + chunk],
+                           text_prompts, use_reentrant=False)
+                for i in range(0, len(embeddings), chunk)
+            ])
         return features / features.norm(dim=-1, keepdim=True)
 
     def logits(self, image_features, text_features):

@@ -24,8 +24,8 @@ from dassl.data.transforms import build_transform
 class CyclingBatchSampler(Sampler):
     """Endless index batches over shuffled passes of ``n`` items, starting at global step ``start``."""
 
-    def __init__(self, n, batch_size, seed, start=0):
-        self.n, self.batch_size, self.seed, self.start = n, batch_size, seed, start
+    def __init__(self, n, batch_size, seed, start=0, stride=1):
+        self.n, self.batch_size, self.seed, self.start, self.stride = n, batch_size, seed, start, stride
         self.per_pass = math.ceil(n / batch_size)
 
     def batch_indices(self, step):
@@ -38,13 +38,13 @@ class CyclingBatchSampler(Sampler):
         step = self.start
         while True:
             yield self.batch_indices(step)
-            step += 1
+            step += self.stride
 
 
 class ValidationBatches:
     """Validation batches for alpha steps, addressed by the global iteration number."""
 
-    def __init__(self, cfg, val_items, batch_size, mode, seed):
+    def __init__(self, cfg, val_items, batch_size, mode, seed, rank=0, world_size=1):
         if not val_items:
             raise ValueError(
                 f"The validation split of {cfg.DATASET.NAME} is empty, but DPL's search needs validation data "
@@ -56,6 +56,8 @@ class ValidationBatches:
         self.seed = 0 if seed is None or seed < 0 else int(seed)
         self.dataset = DatasetWrapper(cfg, val_items, transform=build_transform(cfg, is_train=False), is_train=False)
         self.num_workers = cfg.DATALOADER.NUM_WORKERS
+        # Under torchrun, rank r of R takes batches r, R + r, 2R + r, ... of the same sequence.
+        self.rank, self.world_size = rank, world_size
         self._iterator, self._next_step, self._first = None, None, None
 
     def _load(self, indices):
@@ -63,13 +65,16 @@ class ValidationBatches:
 
     def batch(self, step, device):
         """(images, labels) of the alpha step at global iteration ``step``."""
+        step = step * self.world_size + self.rank
         if self.mode == "first":
             if self._first is None:
                 self._first = self._load(range(min(self.batch_size, len(self.dataset))))
             batch = self._first
         else:
             if self._iterator is None or step != self._next_step:
-                sampler = CyclingBatchSampler(len(self.dataset), self.batch_size, self.seed, start=step)
+                sampler = CyclingBatchSampler(
+                    len(self.dataset), self.batch_size, self.seed, start=step, stride=self.world_size
+                )
                 # Its own generator: creating this iterator mid-run (on resume) must not draw from
                 # the global RNG, or the training augmentations after it would differ.
                 generator = torch.Generator().manual_seed(self.seed + step)
@@ -78,7 +83,7 @@ class ValidationBatches:
                 )
                 self._iterator = iter(loader)
             batch = next(self._iterator)
-            self._next_step = step + 1
+            self._next_step = step + self.world_size
         return batch["img"].to(device), batch["label"].to(device)
 
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils.dist import average_gradients
 
 from datasets.templates import IMAGENET_TEMPLATES, template_for
 from trainers import prompt_config
@@ -96,7 +97,7 @@ class CustomCLIP(PromptedCLIP):
     """Frozen CLIP with the subnet's fixed-length deep prompts; ``forward(image)`` -> logits."""
 
     def __init__(self, cfg, classnames, clip_model, prompt_lengths):
-        super().__init__(clip_model)
+        super().__init__(clip_model, cfg.TRAINER.TRAINERSUBNET.TEXT_CHUNK_SIZE)
         self.prompt_learner = PromptLearner(cfg, classnames, clip_model, prompt_lengths)
         self.kd_weight = float(cfg.TRAINER.TRAINERSUBNET.KD_WEIGHT)
         if self.kd_weight > 0:
@@ -199,11 +200,11 @@ class TrainerSubnet(TrainerX):
             summary["loss_kd"] = loss_kd.item()
         self.detect_anomaly(loss)
         self.optim.zero_grad(set_to_none=True)
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        average_gradients(self.model.prompt_learner.parameters())  # under torchrun: same step on every rank
         if self.scaler is None:
-            loss.backward()
             self.optim.step()
         else:
-            self.scaler.scale(loss).backward()
             self.scaler.step(self.optim)
             self.scaler.update()
         summary.update(loss=loss.item(), acc=compute_accuracy(output, label)[0].item())

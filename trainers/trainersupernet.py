@@ -20,6 +20,7 @@ from dassl.engine import TRAINER_REGISTRY, TrainerX
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint, save_checkpoint
+from dassl.utils.dist import average_gradients, get_rank, get_world_size, is_main_process
 from dassl.utils.torchtools import get_rng_state
 
 from trainers import prompt_config
@@ -93,7 +94,7 @@ class CustomCLIP(PromptedCLIP):
     """The supernet: frozen CLIP whose blocks mix all prompt options; ``forward(image)`` -> logits."""
 
     def __init__(self, cfg, classnames, clip_model):
-        super().__init__(clip_model)
+        super().__init__(clip_model, cfg.TRAINER.TRAINERSUPERNET.TEXT_CHUNK_SIZE)
         self.prompt_learner = PromptLearner(cfg, classnames, clip_model)
         self.impl = cfg.TRAINER.TRAINERSUPERNET.IMPL
 
@@ -136,7 +137,8 @@ class TrainerSupernet(TrainerX):
         build_search_data(self)
         opts = self.cfg.TRAINER.TRAINERSUPERNET
         self.val_batches = ValidationBatches(
-            self.cfg, self.dm.dataset.val, opts.VAL_BATCH_SIZE, opts.VAL_BATCHES, seed=self.cfg.SEED
+            self.cfg, self.dm.dataset.val, opts.VAL_BATCH_SIZE, opts.VAL_BATCHES, seed=self.cfg.SEED,
+            rank=get_rank(), world_size=get_world_size(),
         )
 
     # ----------------------------------------------------------------- model
@@ -208,11 +210,11 @@ class TrainerSupernet(TrainerX):
                 )
             optim.zero_grad(set_to_none=True)
             scaler = self.scalers[step]
+            (loss if scaler is None else scaler.scale(loss)).backward()
+            average_gradients(params)  # under torchrun: every rank takes the same step
             if scaler is None:
-                loss.backward()
                 optim.step()
             else:
-                scaler.scale(loss).backward()
                 scaler.step(optim)
                 scaler.update()
         finally:
@@ -281,8 +283,6 @@ class TrainerSupernet(TrainerX):
         super().after_epoch()
 
     def _write_search_outputs(self, epoch):
-        from dassl.utils.dist import is_main_process
-
         if not is_main_process():
             return
         opts = self.cfg.TRAINER.TRAINERSUPERNET
@@ -300,8 +300,6 @@ class TrainerSupernet(TrainerX):
         )
 
     def after_train(self):
-        from dassl.utils.dist import is_main_process
-
         if is_main_process():
             history = search_history(self.output_dir, self.cfg.TRAINER.TRAINERSUPERNET.DOMINANCE_MARGIN)
             prompt_config.write_json(osp.join(self.output_dir, "search_history.json"), history)

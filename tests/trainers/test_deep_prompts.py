@@ -128,3 +128,20 @@ def test_subnet_zero_length_blocks_are_plain_blocks(clip_model):
 def test_resnet_backbone_is_refused_with_a_clear_message():
     with pytest.raises(ValueError, match="ResNet backbone"):
         PromptedCLIP(build_random_clip("RN"))
+
+
+def test_chunked_text_encoding_gives_the_same_logits_and_gradients(clip_model):
+    torch.manual_seed(0)
+    shapes = branch_shapes(clip_model)
+    options = {b: supernet_options(shapes[b][0], shapes[b][1], 2, "normal") for b in shapes}
+    alphas = {b: torch.randn(shapes[b][0], 3, requires_grad=True) for b in shapes}
+    images, tokenized = _inputs(clip_model, n_classes=7)
+    results = []
+    for chunk in (0, 3):
+        model = PromptedCLIP(clip_model, text_chunk_size=chunk)
+        logits = _supernet_logits(model, clip_model, options, alphas, "fused", images, tokenized)
+        params = [alphas["text"]] + list(options["text"].parameters())
+        results.append((logits.detach(), torch.autograd.grad(logits.square().sum(), params)))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-5)
+    for chunked, whole in zip(results[1][1], results[0][1]):
+        torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-6)
