@@ -1,5 +1,4 @@
 """Tiny random checkpoints: cheap, deterministic, sane, and shaped like OpenAI's."""
-import time
 
 import pytest
 import torch
@@ -32,23 +31,6 @@ def test_activations_are_sane(arch):
         assert 1e-3 < features.std().item() < 1e2
     # different inputs give different features
     assert not torch.allclose(text_features[0], text_features[1], atol=1e-4)
-
-
-def test_tiny_vit_forward_is_fast():
-    model = build_random_clip("ViT")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # timings with several threads collapse when other tests share the cores
-    images, texts = torch.randn(8, 3, 32, 32), clip.tokenize([f"a photo of a class{i}." for i in range(10)])
-    with torch.no_grad():
-        model.encode_image(images), model.encode_text(texts)  # warm-up
-        timings = []
-        for _ in range(3):
-            start = time.perf_counter()
-            model.encode_image(images), model.encode_text(texts)
-            timings.append(time.perf_counter() - start)
-    torch.set_num_threads(threads)
-    # target is well under 0.1 s; the bound leaves room for a loaded test machine
-    assert min(timings) < 0.5
 
 
 def test_unknown_size_names_are_rejected():
