@@ -8,9 +8,11 @@ Builds CLIP with ViT-B/16's architecture and random weights (no download), a sup
     python benchmarks/search_step.py --device cuda --precision bf16 --impl fused
 
 Each implementation runs in its own process so that peak memory is its own: on CUDA the peak
-of allocated memory during the steps; on CPU the growth of the process's peak resident set
-size during the steps (ru_maxrss) over the process after building the model, which includes
-allocator overhead. Run it on an otherwise idle machine: times are wall-clock.
+of allocated memory during the steps above the memory after building the model; on CPU the
+growth of the resident set size during the steps over the RSS after building the model (its
+high-water mark reset then; see benchmarks/machine.py), which includes allocator overhead.
+Run it on an otherwise idle machine: times are wall-clock. ``--arch tiny`` (a two-block CLIP)
+only checks that the script runs.
 """
 import argparse
 import json
@@ -23,6 +25,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+ARCHS = ("vit-b16", "tiny")
 
 
 def parse_args(argv=None):
@@ -37,6 +41,8 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=5, help="timed iterations (median reported)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0: torch's default)")
+    parser.add_argument("--arch", choices=sorted(ARCHS), default="vit-b16",
+                        help="CLIP architecture (random weights); tiny: a smoke test only")
     parser.add_argument("--json", action="store_true", help="print one JSON line (used between processes)")
     return parser.parse_args(argv)
 
@@ -44,7 +50,7 @@ def parse_args(argv=None):
 def build(args, impl):
     import torch
 
-    from clip.tiny import VIT_B16_SIZES, build_random_clip
+    from clip.tiny import TINY_SIZES, VIT_B16_SIZES, build_random_clip
     from dassl.config import get_cfg_default
     from train import extend_cfg
     from trainers.common import cast_clip
@@ -55,7 +61,8 @@ def build(args, impl):
     opts = cfg.TRAINER.TRAINERSUPERNET
     opts.N_CTX_VISION = opts.N_CTX_TEXT = args.n_ctx
     opts.IMPL = impl
-    clip_model = cast_clip(build_random_clip("ViT", seed=0, **VIT_B16_SIZES), "fp32")
+    sizes = VIT_B16_SIZES if args.arch == "vit-b16" else TINY_SIZES["ViT"]
+    clip_model = cast_clip(build_random_clip("ViT", seed=0, **sizes), "fp32")
     classnames = [f"class number {i}" for i in range(args.classes)]
     model = CustomCLIP(cfg, classnames, clip_model)
     for name, param in model.named_parameters():
@@ -68,6 +75,7 @@ def run_one(args, impl):
     import torch
     import torch.nn.functional as F
 
+    from benchmarks.machine import PeakMemory, describe_machine
     from trainers.common import autocast, make_grad_scaler
 
     if args.threads:
@@ -113,13 +121,9 @@ def run_one(args, impl):
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    # Baselines before the first step: the peak then includes the steps' activations and gradients.
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # Baseline before the first step: the peak then includes the steps' activations and gradients.
+    meter = PeakMemory(device)
+    meter.start()
     for _ in range(args.warmup):
         iteration()
     times = []
@@ -127,20 +131,19 @@ def run_one(args, impl):
         start = time.perf_counter()
         iteration()
         times.append(time.perf_counter() - start)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() - base
-        peak_kind = "peak allocated CUDA memory above the model's"
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-        peak_kind = "peak RSS growth over the model's"
+    peak = meter.peak_bytes()
     return {
         "impl": impl,
         "median_s": statistics.median(times),
         "times_s": [round(t, 4) for t in times],
         "peak_bytes": int(peak),
-        "peak_kind": peak_kind,
+        "peak_kind": meter.method,
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "torch_threads": torch.get_num_threads(),
+        "precision": args.precision,
+        "settings": {"arch": args.arch, "classes": args.classes, "batch": args.batch,
+                     "val_batch": args.val_batch or args.batch, "n_ctx": args.n_ctx},
+        "machine": describe_machine(device.type),  # load average at the end of the run
     }
 
 
@@ -150,37 +153,35 @@ def main(argv=None):
         result = run_one(args, args.impl)
         print(json.dumps(result) if args.json else format_result(result))
         return result
-    # When measuring the warm-up peak on CPU, the fused run must not inherit the naive one's peak.
+    # Each implementation in its own process: its peak memory and allocator state are its own.
     results = {}
     for impl in ("naive", "fused"):
-        child = [sys.executable, os.path.abspath(__file__), "--impl", impl, "--json"] + [
-            a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--json",)
-        ]
-        child = _drop_impl(child)
-        out = subprocess.run(child, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        results[impl] = json.loads(out)
+        child = [sys.executable, os.path.abspath(__file__)] + child_args(
+            argv if argv is not None else sys.argv[1:]
+        ) + ["--impl", impl, "--json"]
+        proc = subprocess.run(child, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the {impl} run failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+        results[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(format_result(results[impl]), flush=True)
     time_ratio = results["fused"]["median_s"] / results["naive"]["median_s"]
     mem_ratio = results["fused"]["peak_bytes"] / max(results["naive"]["peak_bytes"], 1)
     print(f"fused/naive: time {time_ratio:.3f}x, peak memory {mem_ratio:.3f}x "
           f"(goal: <= 0.4x time, <= 0.5x memory)")
+    print(f"machine: {json.dumps(results['fused']['machine'])}")
     return results
 
 
-def _drop_impl(argv):
-    """Keep the child's own --impl (the first one) and drop the parent's."""
-    out, seen = [], False
-    skip = False
+def child_args(argv):
+    """The parent's arguments without --impl (any form) and --json: the child gets its own."""
+    out, skip = [], False
     for a in argv:
         if skip:
             skip = False
-            continue
-        if a == "--impl":
-            if seen:
-                skip = True
-                continue
-            seen = True
-        out.append(a)
+        elif a == "--impl":
+            skip = True
+        elif not (a.startswith("--impl=") or a == "--json"):
+            out.append(a)
     return out
 
 

@@ -1,0 +1,1 @@
+"""Performance benchmarks; figures and commands in docs/benchmarks.md."""
