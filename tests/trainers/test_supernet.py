@@ -199,3 +199,23 @@ def test_nan_loss_stops_with_the_step_and_epoch(finished_search):
     trainer.epoch, trainer.batch_idx = 4, 1
     with pytest.raises(FloatingPointError, match="alpha step .* at epoch 5, batch 2"):
         trainer._step("alpha", image, label, trainer.alpha_params, trainer.alpha_optim)
+
+
+def test_a_release_checkpoint_loads_by_name(finished_search, tmp_path):
+    """Prompts and alphas of a checkpoint saved by the official release load into ours by name."""
+    _, trainer = finished_search
+    pl = trainer.model.prompt_learner
+    release_state = {k: torch.randn_like(v) for k, v in pl.state_dict().items()}
+    release_state["token_prefix"] = torch.zeros(4, 1, 128)  # class-dependent buffers the release also saves
+    folder = tmp_path / "release" / "MultiModalPromptLearner"
+    folder.mkdir(parents=True)
+    torch.save({"state_dict": release_state, "epoch": 80, "optimizer": None, "scheduler": None, "val_result": None},
+               folder / "model.pth.tar-80")
+    trainer.load_model(str(tmp_path / "release"), epoch=80)
+    for key, value in pl.state_dict().items():
+        assert torch.equal(value, release_state[key]), key
+
+    del release_state["ctx_txt_lst.2.1"]
+    torch.save({"state_dict": release_state, "epoch": 80}, folder / "model.pth.tar-80")
+    with pytest.raises(RuntimeError, match="lacks .*ctx_txt_lst.2.1"):
+        trainer.load_model(str(tmp_path / "release"), epoch=80)
