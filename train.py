@@ -20,7 +20,7 @@ import trainers  # noqa: F401  (registers every trainer)
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
 from dassl.utils import collect_env_info, get_most_similar_str_to_a_from_b, setup_logger, set_random_seed
-from dassl.utils.dist import init_distributed_from_env
+from dassl.utils.dist import get_rank, get_world_size, init_distributed_from_env
 
 
 def print_args(args, cfg):
@@ -189,6 +189,10 @@ def main(args):
     print("** System info **\n{}\n".format(collect_env_info()))
 
     trainer = build_trainer(cfg)
+    if cfg.SEED >= 0 and get_world_size() > 1:
+        # Same seed on every rank while the model was built (identical initial prompts); from
+        # here on each rank draws its own augmentations.
+        set_random_seed(cfg.SEED + get_rank())
 
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
