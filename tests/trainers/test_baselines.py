@@ -213,6 +213,22 @@ def test_fp16_on_cpu_falls_back_to_fp32_with_a_warning(make_trainer, name, key):
     assert trainer.scaler is None
 
 
+@pytest.mark.parametrize("name", ["coop", "cocoop"])
+def test_fp16_weights_keep_dtypes_consistent(make_cfg, name):
+    """The GPU fp16 path, run on CPU half kernels: prompts, meta-net and CLIP agree on dtype."""
+    import importlib
+
+    module = importlib.import_module(f"trainers.{name}")
+    cfg = make_cfg("CoOp", "TRAINER.COOP.CSC", "True")
+    clip_model = cast_clip(load_clip_to_cpu(cfg), "fp16")
+    model = module.CustomCLIP(cfg, ["red circle", "green square"], clip_model)
+    logits = model(torch.randn(2, 3, 32, 32))
+    logits.float().logsumexp(dim=1).sum().backward()
+    assert logits.dtype == model.prompt_learner.ctx.dtype == torch.float16
+    assert torch.isfinite(logits).all()
+    assert model.prompt_learner.ctx.grad is not None
+
+
 def test_bf16_trains_on_cpu(make_trainer):
     trainer = make_trainer("CoOp", "TRAINER.COOP.PREC", "bf16")
     assert trainer.prec == "bf16"
