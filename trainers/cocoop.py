@@ -17,11 +17,20 @@ from dassl.engine import TRAINER_REGISTRY, TrainerX
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_pretrained_weights
 
-from trainers.common import (TextEncoder, autocast, backward_and_update, cast_clip,
-                             check_input_size, check_precision, clean_classname,
-                             data_parallel_if_several_gpus, freeze_all_but, load_clip_to_cpu,
-                             load_prompt_learners, make_grad_scaler, num_tokens,
-                             resolve_precision, tokenize)
+from trainers.common import (
+    TextEncoder,
+    autocast,
+    backward_and_update,
+    check_precision,
+    clean_classname,
+    data_parallel_if_several_gpus,
+    freeze_all_but,
+    load_prompt_learners,
+    make_grad_scaler,
+    num_tokens,
+    prepare_clip,
+    tokenize,
+)
 
 
 class PromptLearner(nn.Module):
@@ -126,13 +135,7 @@ class CoCoOp(TrainerX):
     def build_model(self):
         cfg = self.cfg
         classnames = self.dm.dataset.classnames
-        self.prec = resolve_precision(cfg.TRAINER.COCOOP.PREC, self.device)
-
-        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        clip_model = load_clip_to_cpu(cfg)
-        check_input_size(cfg, clip_model)
-        cast_clip(clip_model, self.prec)
-        print(f"Precision: {self.prec}")
+        clip_model, self.prec = prepare_clip(cfg, cfg.TRAINER.COCOOP.PREC, self.device)
 
         print("Building custom CLIP")
         self.model = CustomCLIP(cfg, classnames, clip_model)

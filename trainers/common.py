@@ -26,7 +26,20 @@ import torch.nn as nn
 
 import clip
 from dassl.utils import load_checkpoint
-from dassl.utils.dist import average_gradients, get_world_size
+try:  # our engine; upstream Dassl runs single-process and has no such module
+    from dassl.utils.dist import average_gradients, get_rank, get_world_size, is_main_process
+except ImportError:  # pragma: no cover - only on upstream Dassl
+    def average_gradients(params):
+        return None
+
+    def get_rank():
+        return 0
+
+    def get_world_size():
+        return 1
+
+    def is_main_process():
+        return True
 
 PRECISIONS = ("fp16", "fp32", "amp", "bf16")
 
@@ -57,6 +70,20 @@ def load_clip_to_cpu(cfg):
     state_dict = clip.load_state_dict(source)
     model = clip.build_model(state_dict)
     return model.eval()
+
+
+def prepare_clip(cfg, prec, device):
+    """Load CLIP, check the input size and cast it for ``prec`` -> (clip_model, resolved prec).
+
+    The first lines of every CLIP trainer's ``build_model``; the log names the weights used.
+    """
+    prec = resolve_precision(prec, device)
+    print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.get('PATH', '') or cfg.MODEL.BACKBONE.NAME})")
+    clip_model = load_clip_to_cpu(cfg)
+    check_input_size(cfg, clip_model)
+    cast_clip(clip_model, prec)
+    print(f"Precision: {prec}")
+    return clip_model, prec
 
 
 def check_input_size(cfg, clip_model):

@@ -145,17 +145,17 @@ class MultiDataManager(DataManager):
 
 
 def build_search_data(trainer):
-    """``trainer.build_data_loader`` for the search: one dataset, or several joined."""
+    """``trainer.build_data_loader`` for the search: one dataset, or several joined.
+
+    Sets the attributes Dassl's ``build_data_loader`` sets (no engine helper, so the trainer
+    also runs on upstream Dassl).
+    """
     cfg = trainer.cfg
     dm = MultiDataManager(cfg) if len(dataset_names(cfg)) > 1 else DataManager(cfg)
-    trainer.train_loader_x = dm.train_loader_x
-    trainer.train_loader_u = dm.train_loader_u
-    trainer.val_loader = dm.val_loader
-    trainer.test_loader = dm.test_loader
-    trainer.num_classes = dm.num_classes
-    trainer.num_source_domains = dm.num_source_domains
-    trainer.lab2cname = dm.lab2cname
-    trainer.dm = dm
+    trainer.train_loader_x, trainer.train_loader_u = dm.train_loader_x, dm.train_loader_u
+    trainer.val_loader, trainer.test_loader = dm.val_loader, dm.test_loader
+    trainer.num_classes, trainer.num_source_domains = dm.num_classes, dm.num_source_domains
+    trainer.lab2cname, trainer.dm = dm.lab2cname, dm
 
 
 def per_dataset_accuracy(dataset, y_true, y_pred):

@@ -6,7 +6,6 @@ The prompt length of every block of both encoders comes from the two alpha files
 prompts start from N(0, INIT_STD^2). Optional knowledge distillation from zero-shot CLIP
 (``KD_WEIGHT`` > 0): the teacher reuses the frozen encoders, run without prompts.
 """
-import os.path as osp
 
 import torch
 import torch.nn as nn
@@ -15,19 +14,16 @@ import torch.nn.functional as F
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
-from dassl.utils.dist import average_gradients
 
 from datasets.templates import IMAGENET_TEMPLATES, template_for
 from trainers import prompt_config
 from trainers.common import (
     autocast,
-    cast_clip,
-    check_input_size,
+    average_gradients,
     clean_classname,
-    load_clip_to_cpu,
     load_prompt_learners,
     make_grad_scaler,
-    resolve_precision,
+    prepare_clip,
     tokenize,
 )
 from trainers.deep_prompts import PromptedCLIP, branch_shapes, fixed_prompts, subnet_prompts
@@ -157,11 +153,7 @@ class TrainerSubnet(TrainerX):
     def build_model(self):
         cfg, opts = self.cfg, self.cfg.TRAINER.TRAINERSUBNET
         classnames = self.dm.dataset.classnames
-        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.PATH or cfg.MODEL.BACKBONE.NAME})")
-        clip_model = load_clip_to_cpu(cfg)
-        check_input_size(cfg, clip_model)
-        self.prec = resolve_precision(opts.PREC, self.device)
-        cast_clip(clip_model, self.prec)
+        clip_model, self.prec = prepare_clip(cfg, opts.PREC, self.device)
         lengths = searched_prompt_lengths(cfg, clip_model)
         for line in prompt_config.format_lengths({b: {"prompt_lengths": lengths[b]} for b in lengths}):
             print(f"Prompt configuration, {line}")

@@ -20,18 +20,17 @@ from dassl.engine import TRAINER_REGISTRY, TrainerX
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint, save_checkpoint
-from dassl.utils.dist import average_gradients, get_rank, get_world_size, is_main_process
-from dassl.utils.torchtools import get_rng_state
 
 from trainers import prompt_config
 from trainers.common import (
     autocast,
-    cast_clip,
-    check_input_size,
+    average_gradients,
     clean_classname,
-    load_clip_to_cpu,
+    get_rank,
+    get_world_size,
+    is_main_process,
     make_grad_scaler,
-    resolve_precision,
+    prepare_clip,
     tokenize,
 )
 from trainers.deep_prompts import IMPLEMENTATIONS, MixedPrompt, PromptedCLIP, branch_shapes, supernet_options
@@ -145,11 +144,7 @@ class TrainerSupernet(TrainerX):
     def build_model(self):
         cfg, opts = self.cfg, self.cfg.TRAINER.TRAINERSUPERNET
         classnames = self.dm.dataset.classnames
-        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.PATH or cfg.MODEL.BACKBONE.NAME})")
-        clip_model = load_clip_to_cpu(cfg)
-        check_input_size(cfg, clip_model)
-        self.prec = resolve_precision(opts.PREC, self.device)
-        cast_clip(clip_model, self.prec)
+        clip_model, self.prec = prepare_clip(cfg, opts.PREC, self.device)
 
         print("Building the supernet")
         self.model = CustomCLIP(cfg, classnames, clip_model)
@@ -233,7 +228,7 @@ class TrainerSupernet(TrainerX):
             "optimizer": self.optim.state_dict(),
             "scheduler": self.sched.state_dict(),
             "val_result": val_result,
-            "rng_state": get_rng_state(),
+            "rng_state": rng_state(),
             "alpha_optimizer": self.alpha_optim.state_dict(),
             "grad_scalers": {k: s.state_dict() for k, s in self.scalers.items() if s is not None},
         }
@@ -313,7 +308,8 @@ class TrainerSupernet(TrainerX):
         """Accuracy over the whole split; with several datasets, also per dataset."""
         result = super().test(split)
         if isinstance(self.dm, MultiDataManager):
-            y_true, y_pred = self.evaluator._gather()
+            gather = getattr(self.evaluator, "_gather", None)  # all ranks' predictions (our engine)
+            y_true, y_pred = gather() if gather else (self.evaluator._y_true, self.evaluator._y_pred)
             for name, accuracy in per_dataset_accuracy(self.dm.dataset, y_true, y_pred).items():
                 print(f"* accuracy on {name}: {accuracy:.1f}%")
         return result
@@ -322,6 +318,15 @@ class TrainerSupernet(TrainerX):
     def model_inference(self, input):
         with autocast(self.prec, self.device):
             return self.model(input).float()
+
+
+def rng_state():
+    """Every RNG state, for exact resume (our engine); None on upstream Dassl, which has no helper."""
+    try:
+        from dassl.utils.torchtools import get_rng_state
+    except ImportError:  # pragma: no cover - only on upstream Dassl
+        return None
+    return get_rng_state()
 
 
 def search_history(output_dir, margin):

@@ -14,8 +14,13 @@ import torch
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 
 from datasets.templates import IMAGENET_TEMPLATES_SELECT, ZEROSHOT_TEMPLATES, template_for
-from trainers.common import (autocast, cast_clip, check_input_size, check_precision,
-                             clean_classname, load_clip_to_cpu, resolve_precision, tokenize)
+from trainers.common import (
+    autocast,
+    check_precision,
+    clean_classname,
+    prepare_clip,
+    tokenize,
+)
 
 
 @TRAINER_REGISTRY.register()
@@ -31,14 +36,8 @@ class ZeroshotCLIP(TrainerX):
     def build_model(self):
         cfg = self.cfg
         classnames = [clean_classname(c) for c in self.dm.dataset.classnames]
-        self.prec = resolve_precision(cfg.TRAINER.ZSCLIP.PREC, self.device)
-
-        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        clip_model = load_clip_to_cpu(cfg)
-        check_input_size(cfg, clip_model)
-        cast_clip(clip_model, self.prec)
+        clip_model, self.prec = prepare_clip(cfg, cfg.TRAINER.ZSCLIP.PREC, self.device)
         clip_model.to(self.device)
-        print(f"Precision: {self.prec}")
 
         templates = self.templates()
         print(f"Prompt templates ({len(templates)}): {templates}")

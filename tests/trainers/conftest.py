@@ -10,7 +10,6 @@ would see. Everything runs on CPU with a random-weight CLIP (``clip/tiny.py``) a
 generated Toy dataset; nothing is downloaded.
 """
 import os
-import sys
 
 import pytest
 
@@ -114,19 +113,24 @@ def run_train():
     run_train(argv) -> the trainer; stdout is restored afterwards (main tees it into
     <output_dir>/log.txt).
     """
-    import train
-    from dassl.utils import Logger
-
-    def _run(argv):
-        old_stdout = sys.stdout
-        try:
-            return train.main(train.get_parser().parse_args([str(a) for a in argv]))
-        finally:
-            if isinstance(sys.stdout, Logger):
-                sys.stdout.close()
-            sys.stdout = old_stdout
+    from dpl_helpers import run_train as _run
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def dpl_clip(tmp_path_factory):
+    """A tiny ViT CLIP with 2 image and 3 text blocks (a swapped alpha file cannot go unnoticed)."""
+    from clip.tiny import save_tiny_clip
+    from dpl_helpers import TINY_SIZES
+
+    return save_tiny_clip(str(tmp_path_factory.mktemp("dpl_clip") / "tiny_vit.pt"), "ViT", seed=0, **TINY_SIZES)
+
+
+@pytest.fixture(scope="session")
+def dpl_data_root(tmp_path_factory):
+    """DATASET.ROOT of the DPL tests (Toy is generated there by the first run)."""
+    return str(tmp_path_factory.mktemp("dpl_data"))
 
 
 @pytest.fixture

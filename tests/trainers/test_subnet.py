@@ -8,21 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from clip.tiny import save_tiny_clip
 from datasets.templates import IMAGENET_TEMPLATES
-from dpl_helpers import TINY_SIZES, run_train, subnet_argv
+from dpl_helpers import run_train, subnet_argv
 from trainers.common import tokenize
 from trainers.trainersubnet import distillation_loss
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    return save_tiny_clip(str(tmp_path_factory.mktemp("clip") / "tiny_vit.pt"), "ViT", seed=0, **TINY_SIZES)
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("data"))
 
 
 def write_alphas(folder, lengths_img, lengths_txt, n_options=3):
@@ -42,21 +31,21 @@ def write_config(path, lengths_img, lengths_txt):
     return str(path)
 
 
-def build(data_root, clip_path, out, *opts):
+def build(dpl_data_root, clip_path, out, *opts):
     """A TrainerSubnet built by train.py (--no-train): model and data, no training."""
-    return run_train(["--no-train"] + subnet_argv(data_root, clip_path, out, *opts))
+    return run_train(["--no-train"] + subnet_argv(dpl_data_root, clip_path, out, *opts))
 
 
 @pytest.fixture(scope="module")
-def reference_clip(tiny_clip):
+def reference_clip(dpl_clip):
     import clip
 
-    return clip.build_model(clip.load_state_dict(tiny_clip)).float()
+    return clip.build_model(clip.load_state_dict(dpl_clip)).float()
 
 
-def test_prompt_lengths_follow_the_alpha_argmax_including_zero(data_root, tiny_clip, tmp_path):
+def test_prompt_lengths_follow_the_alpha_argmax_including_zero(dpl_data_root, dpl_clip, tmp_path):
     paths = write_alphas(tmp_path, [0, 2], [1, 0, 2])
-    trainer = build(data_root, tiny_clip, tmp_path / "out", "TRAINER.TRAINERSUBNET.IMG_ALPHA_PATH", paths["img"],
+    trainer = build(dpl_data_root, dpl_clip, tmp_path / "out", "TRAINER.TRAINERSUBNET.IMG_ALPHA_PATH", paths["img"],
                     "TRAINER.TRAINERSUBNET.TXT_ALPHA_PATH", paths["txt"])
     pl = trainer.model.prompt_learner
     assert [p.shape[0] for p in pl.ctx_img_lst] == [0, 2]
@@ -67,12 +56,12 @@ def test_prompt_lengths_follow_the_alpha_argmax_including_zero(data_root, tiny_c
     assert 0.01 < float(state["ctx_txt_lst.2"].std()) < 0.04  # N(0, 0.02^2)
 
 
-def test_json_config_and_equivalent_alpha_files_give_identical_models(data_root, tiny_clip, tmp_path):
+def test_json_config_and_equivalent_alpha_files_give_identical_models(dpl_data_root, dpl_clip, tmp_path):
     paths = write_alphas(tmp_path, [2, 1], [0, 2, 1])
     config = write_config(tmp_path / "config.json", [2, 1], [0, 2, 1])
-    from_alphas = build(data_root, tiny_clip, tmp_path / "a", "TRAINER.TRAINERSUBNET.IMG_ALPHA_PATH", paths["img"],
+    from_alphas = build(dpl_data_root, dpl_clip, tmp_path / "a", "TRAINER.TRAINERSUBNET.IMG_ALPHA_PATH", paths["img"],
                         "TRAINER.TRAINERSUBNET.TXT_ALPHA_PATH", paths["txt"])
-    from_json = build(data_root, tiny_clip, tmp_path / "b", "TRAINER.TRAINERSUBNET.PROMPT_CONFIG", config)
+    from_json = build(dpl_data_root, dpl_clip, tmp_path / "b", "TRAINER.TRAINERSUBNET.PROMPT_CONFIG", config)
     sa, sb = from_alphas.model.prompt_learner.state_dict(), from_json.model.prompt_learner.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     image = next(iter(from_json.test_loader))["img"][:4]
@@ -89,39 +78,39 @@ def test_json_config_and_equivalent_alpha_files_give_identical_models(data_root,
         ({"image": {"prompt_lengths": [1, 1]}}, 'missing "text"'),
     ],
 )
-def test_bad_json_configurations_are_rejected_naming_the_file(data_root, tiny_clip, tmp_path, content, message):
+def test_bad_json_configurations_are_rejected_naming_the_file(dpl_data_root, dpl_clip, tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(content))
     with pytest.raises(ValueError, match=message) as err:
-        build(data_root, tiny_clip, tmp_path / "out", "TRAINER.TRAINERSUBNET.PROMPT_CONFIG", str(path))
+        build(dpl_data_root, dpl_clip, tmp_path / "out", "TRAINER.TRAINERSUBNET.PROMPT_CONFIG", str(path))
     assert str(path) in str(err.value)
 
 
-def test_bad_alpha_files_are_rejected_naming_the_file(data_root, tiny_clip, tmp_path):
+def test_bad_alpha_files_are_rejected_naming_the_file(dpl_data_root, dpl_clip, tmp_path):
     deep = write_alphas(tmp_path, [1, 1, 1, 1], [1, 1, 1])  # 4 image blocks: another depth
     good = write_alphas(tmp_path / ".." / tmp_path.name, [1, 1], [1, 1, 1])
     np.save(deep["img"], np.ones((4, 3), np.float32))
     with pytest.raises(ValueError, match=r"shape \(4, 3\).* 2 blocks") as err:
-        build(data_root, tiny_clip, tmp_path / "o1", "TRAINER.TRAINERSUBNET.IMG_ALPHA_PATH", deep["img"],
+        build(dpl_data_root, dpl_clip, tmp_path / "o1", "TRAINER.TRAINERSUBNET.IMG_ALPHA_PATH", deep["img"],
               "TRAINER.TRAINERSUBNET.TXT_ALPHA_PATH", good["txt"])
     assert deep["img"] in str(err.value)
     missing = str(tmp_path / "nowhere_img.npy")
     with pytest.raises(FileNotFoundError, match="image alpha file not found: " + missing):
-        build(data_root, tiny_clip, tmp_path / "o2", "TRAINER.TRAINERSUBNET.IMG_ALPHA_PATH", missing,
+        build(dpl_data_root, dpl_clip, tmp_path / "o2", "TRAINER.TRAINERSUBNET.IMG_ALPHA_PATH", missing,
               "TRAINER.TRAINERSUBNET.TXT_ALPHA_PATH", good["txt"])
     garbage = tmp_path / "garbage_img.npy"
     garbage.write_bytes(b"not numpy")
     with pytest.raises(ValueError, match="Cannot read image alpha file " + str(garbage)):
-        build(data_root, tiny_clip, tmp_path / "o3", "TRAINER.TRAINERSUBNET.IMG_ALPHA_PATH", str(garbage),
+        build(dpl_data_root, dpl_clip, tmp_path / "o3", "TRAINER.TRAINERSUBNET.IMG_ALPHA_PATH", str(garbage),
               "TRAINER.TRAINERSUBNET.TXT_ALPHA_PATH", good["txt"])
     with pytest.raises(ValueError, match="needs a prompt configuration"):
-        build(data_root, tiny_clip, tmp_path / "o4")
+        build(dpl_data_root, dpl_clip, tmp_path / "o4")
 
 
-def test_ctx_init_modes(data_root, tiny_clip, reference_clip, tmp_path):
+def test_ctx_init_modes(dpl_data_root, dpl_clip, reference_clip, tmp_path):
     config = write_config(tmp_path / "c.json", [1, 0], [1, 0, 0])
     trainers = {
-        mode: build(data_root, tiny_clip, tmp_path / mode, "TRAINER.TRAINERSUBNET.PROMPT_CONFIG", config,
+        mode: build(dpl_data_root, dpl_clip, tmp_path / mode, "TRAINER.TRAINERSUBNET.PROMPT_CONFIG", config,
                     "TRAINER.TRAINERSUBNET.CTX_INIT", mode)
         for mode in ("default", "custom", "ensemble")
     }
@@ -147,14 +136,14 @@ def test_ctx_init_modes(data_root, tiny_clip, reference_clip, tmp_path):
     assert torch.equal(pl.tokenized_prompts, embed(IMAGENET_TEMPLATES[-1])[1])
 
 
-def test_custom_template_of_an_image_folder_dataset(tiny_clip, reference_clip, tmp_path):
+def test_custom_template_of_an_image_folder_dataset(dpl_clip, reference_clip, tmp_path):
     folder = tmp_path / "pets"
     for c, colour in enumerate([(255, 0, 0), (0, 0, 255)]):
         os.makedirs(folder / f"class_{c}")
         for i in range(6):
             Image.new("RGB", (32, 32), colour).save(folder / f"class_{c}" / f"{i}.png")
     config = write_config(tmp_path / "c.json", [1, 0], [1, 0, 0])
-    trainer = build(str(tmp_path), tiny_clip, tmp_path / "out", "DATASET.NAME", "ImageFolder",
+    trainer = build(str(tmp_path), dpl_clip, tmp_path / "out", "DATASET.NAME", "ImageFolder",
                     "DATASET.IMAGE_FOLDER.DIR", str(folder), "DATASET.IMAGE_FOLDER.TEMPLATE", "a drawing of a {}.",
                     "DATASET.NUM_SHOTS", "2", "TRAINER.TRAINERSUBNET.PROMPT_CONFIG", config,
                     "TRAINER.TRAINERSUBNET.CTX_INIT", "custom")
@@ -178,9 +167,9 @@ def test_distillation_loss_equals_a_hand_computation():
         assert float(distillation_loss(student, teacher, temperature)) == pytest.approx(expected, rel=1e-5)
 
 
-def test_teacher_is_zero_shot_clip_and_gradients_reach_prompts_only(data_root, tiny_clip, reference_clip, tmp_path):
+def test_teacher_is_zero_shot_clip_and_gradients_reach_prompts_only(dpl_data_root, dpl_clip, reference_clip, tmp_path):
     config = write_config(tmp_path / "c.json", [2, 1], [1, 0, 2])
-    trainer = build(data_root, tiny_clip, tmp_path / "kd", "TRAINER.TRAINERSUBNET.PROMPT_CONFIG", config,
+    trainer = build(dpl_data_root, dpl_clip, tmp_path / "kd", "TRAINER.TRAINERSUBNET.PROMPT_CONFIG", config,
                     "TRAINER.TRAINERSUBNET.KD_WEIGHT", "1.0")
     names = trainer.dm.dataset.classnames
     batch = next(iter(trainer.train_loader_x))
@@ -206,9 +195,9 @@ def test_teacher_is_zero_shot_clip_and_gradients_reach_prompts_only(data_root, t
     assert "prompt_learner.ctx_img_lst.0" in grads and "prompt_learner.ctx_txt_lst.2" in grads
 
 
-def test_no_teacher_forward_without_distillation(data_root, tiny_clip, tmp_path, monkeypatch):
+def test_no_teacher_forward_without_distillation(dpl_data_root, dpl_clip, tmp_path, monkeypatch):
     config = write_config(tmp_path / "c.json", [1, 1], [1, 0, 0])
-    trainer = build(data_root, tiny_clip, tmp_path / "nokd", "TRAINER.TRAINERSUBNET.PROMPT_CONFIG", config)
+    trainer = build(dpl_data_root, dpl_clip, tmp_path / "nokd", "TRAINER.TRAINERSUBNET.PROMPT_CONFIG", config)
     assert not hasattr(trainer.model, "teacher_text_features")
     calls = []
     original = type(trainer.model).encode_image
@@ -225,11 +214,11 @@ def test_no_teacher_forward_without_distillation(data_root, tiny_clip, tmp_path,
 
 
 @pytest.mark.parametrize("prec", ["bf16", "amp"])
-def test_reduced_precisions_run(data_root, tiny_clip, tmp_path, prec):
+def test_reduced_precisions_run(dpl_data_root, dpl_clip, tmp_path, prec):
     config = write_config(tmp_path / "c.json", [1, 1], [1, 0, 1])
     falls_back = prec == "amp" and not torch.cuda.is_available()
     with pytest.warns(UserWarning, match="needs a GPU") if falls_back else contextlib.nullcontext():
-        trainer = run_train(subnet_argv(data_root, tiny_clip, tmp_path / prec, "TRAINER.TRAINERSUBNET.PROMPT_CONFIG",
+        trainer = run_train(subnet_argv(dpl_data_root, dpl_clip, tmp_path / prec, "TRAINER.TRAINERSUBNET.PROMPT_CONFIG",
                                         config, "TRAINER.TRAINERSUBNET.PREC", prec, epochs=1))
     assert trainer.prec == ("fp32" if falls_back else prec)
     assert "* accuracy:" in (tmp_path / prec / "log.txt").read_text()
@@ -257,11 +246,11 @@ def _logged_accuracies(log_path):
     return [float(line.split(":")[1].strip().rstrip("%")) for line in open(log_path) if line.startswith("* accuracy:")]
 
 
-def test_training_beats_zero_shot_and_eval_only_reproduces_it(data_root, tiny_clip, tmp_path):
+def test_training_beats_zero_shot_and_eval_only_reproduces_it(dpl_data_root, dpl_clip, tmp_path):
     config = write_config(tmp_path / "c.json", [4, 4], [4, 4, 4])
     out = tmp_path / "train"
     trainer = run_train(subnet_argv(
-        data_root, tiny_clip, out, "TRAINER.TRAINERSUBNET.PROMPT_CONFIG", config, "DATASET.NUM_SHOTS", "8",
+        dpl_data_root, dpl_clip, out, "TRAINER.TRAINERSUBNET.PROMPT_CONFIG", config, "DATASET.NUM_SHOTS", "8",
         "TRAINER.TRAINERSUBNET.CTX_INIT", "default", "OPTIM.NAME", "adam", "OPTIM.LR", "0.003", epochs=4,
     ))
     trained = _logged_accuracies(out / "log.txt")[-1]
@@ -274,7 +263,7 @@ def test_training_beats_zero_shot_and_eval_only_reproduces_it(data_root, tiny_cl
 
     evaluation = tmp_path / "eval"
     run_train(["--eval-only", "--model-dir", str(out), "--load-epoch", "4"] + subnet_argv(
-        data_root, tiny_clip, evaluation, "TRAINER.TRAINERSUBNET.PROMPT_CONFIG", config, "DATASET.NUM_SHOTS", "8",
+        dpl_data_root, dpl_clip, evaluation, "TRAINER.TRAINERSUBNET.PROMPT_CONFIG", config, "DATASET.NUM_SHOTS", "8",
         "TRAINER.TRAINERSUBNET.CTX_INIT", "default",
     ))
     assert _logged_accuracies(evaluation / "log.txt")[-1] == trained

@@ -9,23 +9,13 @@ from PIL import Image
 
 from clip.tiny import save_tiny_clip
 from dassl.utils import load_checkpoint
-from dpl_helpers import TINY_SIZES, run_train, search_argv
+from dpl_helpers import run_train, search_argv
 
 
 @pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    return save_tiny_clip(str(tmp_path_factory.mktemp("clip") / "tiny_vit.pt"), "ViT", seed=0, **TINY_SIZES)
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(scope="module")
-def finished_search(tiny_clip, data_root, tmp_path_factory):
+def finished_search(dpl_clip, dpl_data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("search")
-    trainer = run_train(search_argv(data_root, tiny_clip, out))
+    trainer = run_train(search_argv(dpl_data_root, dpl_clip, out))
     return out, trainer
 
 
@@ -101,7 +91,7 @@ class _Killed(Exception):
 
 
 @pytest.mark.parametrize("kill_at", [(1, 0), (1, 2)], ids=["between-epochs", "mid-epoch"])
-def test_a_killed_search_resumes_to_the_same_alphas(finished_search, tiny_clip, data_root, tmp_path, monkeypatch,
+def test_a_killed_search_resumes_to_the_same_alphas(finished_search, dpl_clip, dpl_data_root, tmp_path, monkeypatch,
                                                     kill_at):
     from trainers.trainersupernet import TrainerSupernet
 
@@ -116,11 +106,11 @@ def test_a_killed_search_resumes_to_the_same_alphas(finished_search, tiny_clip, 
 
     monkeypatch.setattr(TrainerSupernet, "forward_backward", forward_backward)
     with pytest.raises(_Killed):
-        run_train(search_argv(data_root, tiny_clip, out))
+        run_train(search_argv(dpl_data_root, dpl_clip, out))
     assert (out / "alpha_e1_img.npy").exists() and not (out / "alpha_e2_img.npy").exists()
     monkeypatch.setattr(TrainerSupernet, "forward_backward", original)
 
-    trainer = run_train(search_argv(data_root, tiny_clip, out))  # the same command again
+    trainer = run_train(search_argv(dpl_data_root, dpl_clip, out))  # the same command again
     assert "resume" in (out / "log.txt").read_text().lower()
     for branch in ("img", "txt"):
         np.testing.assert_array_equal(np.load(out / f"alpha_e2_{branch}.npy"),
@@ -154,10 +144,10 @@ def test_val_batches_cycle_through_the_whole_split_and_first_repeats(finished_se
     assert cycle.batch(5, "cpu")[1].tolist() == cycle.batch(5, "cpu")[1].tolist()  # addressed by step
 
 
-def test_multi_dataset_search_concatenates_label_spaces(tiny_clip, data_root, tmp_path, capsys):
+def test_multi_dataset_search_concatenates_label_spaces(dpl_clip, dpl_data_root, tmp_path, capsys):
     # A second dataset: an ImageFolder of two classes made of Toy images.
     folder = tmp_path / "shapes2"
-    toy_images = os.path.join(data_root, "toy")
+    toy_images = os.path.join(dpl_data_root, "toy")
     sources = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(toy_images) for f in fs if f.endswith((".png", ".jpg")))
     for c, name in enumerate(["alpha", "beta"]):
         os.makedirs(folder / name)
@@ -165,7 +155,7 @@ def test_multi_dataset_search_concatenates_label_spaces(tiny_clip, data_root, tm
             Image.open(src).save(folder / name / f"{i}.png")
     out = tmp_path / "multi"
     trainer = run_train(search_argv(
-        data_root, tiny_clip, out, "DATASET.NAME", "Toy,ImageFolder", "DATASET.IMAGE_FOLDER.DIR", str(folder),
+        dpl_data_root, dpl_clip, out, "DATASET.NAME", "Toy,ImageFolder", "DATASET.IMAGE_FOLDER.DIR", str(folder),
         epochs=1,
     ))
     assert trainer.num_classes == 6
@@ -176,10 +166,10 @@ def test_multi_dataset_search_concatenates_label_spaces(tiny_clip, data_root, tm
     assert "* accuracy on Toy:" in log and "* accuracy on ImageFolder:" in log
 
 
-def test_bad_inputs_get_clear_errors(tiny_clip, data_root, tmp_path):
+def test_bad_inputs_get_clear_errors(dpl_clip, dpl_data_root, tmp_path):
     rn = save_tiny_clip(str(tmp_path / "rn.pt"), "RN")
     with pytest.raises(ValueError, match="ResNet backbone"):
-        run_train(search_argv(data_root, rn, tmp_path / "rn", "INPUT.SIZE", "(64, 64)"))
+        run_train(search_argv(dpl_data_root, rn, tmp_path / "rn", "INPUT.SIZE", "(64, 64)"))
 
 
 
