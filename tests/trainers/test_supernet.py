@@ -1,4 +1,5 @@
 """TrainerSupernet (DPL's search stage) end to end on Toy with a tiny random CLIP."""
+import contextlib
 import json
 import os
 
@@ -209,3 +210,14 @@ def test_a_release_checkpoint_loads_by_name(finished_search, tmp_path):
     torch.save({"state_dict": release_state, "epoch": 80}, folder / "model.pth.tar-80")
     with pytest.raises(RuntimeError, match="lacks .*ctx_txt_lst.2.1"):
         trainer.load_model(str(tmp_path / "release"), epoch=80)
+
+
+@pytest.mark.parametrize("prec", ["bf16", "amp"])
+def test_reduced_precision_searches_run(dpl_clip, dpl_data_root, tmp_path, prec):
+    falls_back = prec == "amp" and not torch.cuda.is_available()
+    with pytest.warns(UserWarning, match="needs a GPU") if falls_back else contextlib.nullcontext():
+        trainer = run_train(search_argv(dpl_data_root, dpl_clip, tmp_path / prec, "TRAINER.TRAINERSUPERNET.PREC", prec,
+                                        epochs=1))
+    assert trainer.prec == ("fp32" if falls_back else prec)
+    assert all(s is None for s in trainer.scalers.values()) == (trainer.prec != "amp")
+    assert np.isfinite(np.load(tmp_path / prec / "alpha_e1_img.npy")).all()
