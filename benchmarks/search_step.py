@@ -43,6 +43,9 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0: torch's default)")
     parser.add_argument("--arch", choices=sorted(ARCHS), default="vit-b16",
                         help="CLIP architecture (random weights); tiny: a smoke test only")
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                        help="after timing, profile one more iteration (torch.profiler) and print the ROWS "
+                             "ops with the most self time to stderr; needs --impl naive or fused")
     parser.add_argument("--json", action="store_true", help="print one JSON line (used between processes)")
     return parser.parse_args(argv)
 
@@ -132,6 +135,8 @@ def run_one(args, impl):
         iteration()
         times.append(time.perf_counter() - start)
     peak = meter.peak_bytes()
+    if args.profile:
+        print_profile(iteration, device, args.profile)
     return {
         "impl": impl,
         "median_s": statistics.median(times),
@@ -147,8 +152,22 @@ def run_one(args, impl):
     }
 
 
+def print_profile(iteration, device, rows):
+    """One iteration under torch.profiler: the ops with the most self time (stderr)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        iteration()
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=rows), file=sys.stderr, flush=True)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.profile and args.impl == "both":
+        raise SystemExit("--profile needs one implementation: add --impl naive or --impl fused")
     if args.impl != "both":
         result = run_one(args, args.impl)
         print(json.dumps(result) if args.json else format_result(result))
