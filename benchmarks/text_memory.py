@@ -45,6 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--precision", choices=["fp32", "amp", "bf16"], default="fp32")
     p.add_argument("--text-layers", type=int, default=12, help="12: ViT-B/16; fewer only for smoke tests")
+    p.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0: torch's default)")
     p.add_argument("--max-gb", type=float, default=16.0, help="skip measurements predicted to need more")
     p.add_argument("--json-out", default="", help="also write the results to this JSON file")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # child: one measurement, JSON out
@@ -105,6 +106,8 @@ def measure(args, n_classes, chunk):
     from benchmarks.machine import PeakMemory, describe_machine
     from trainers.common import autocast
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
     model, embeddings, tokenized, learnable, prompts = build(args, n_classes, chunk)
@@ -137,7 +140,8 @@ def measure(args, n_classes, chunk):
 def child_argv(args, n_classes, chunk):
     return [sys.executable, os.path.abspath(__file__), "--one", "--classes", str(n_classes), "--chunks", str(chunk),
             "--stage", args.stage, "--impl", args.impl, "--n-ctx", str(args.n_ctx), "--device", args.device,
-            "--precision", args.precision, "--text-layers", str(args.text_layers)]
+            "--precision", args.precision, "--text-layers", str(args.text_layers),
+            "--threads", str(args.threads)]
 
 
 def skip_reason(args, n_classes, chunk, done):
