@@ -5,4 +5,5 @@
 # configs on a real dataset. See `python scripts/demo.py --help`.
 set -e
 cd "$(dirname "$0")/.."
-exec "${PYTHON:-python}" scripts/demo.py "$@"
+PYTHON=${PYTHON:-$(command -v python || command -v python3)}
+exec "$PYTHON" scripts/demo.py "$@"

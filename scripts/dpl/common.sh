@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
 DATA=${DATA:-./data}
 SEARCH_CFG=${SEARCH_CFG:-fewshot}
 TRAIN_CFG=${TRAIN_CFG:-fewshot}
-PYTHON=${PYTHON:-python}
+PYTHON=${PYTHON:-$(command -v python || command -v python3)}
 
 # dataset_yaml NAME: configs/datasets/NAME.yaml, or the YAML whose DATASET.NAME is NAME
 # (case-insensitive), so both "caltech101" (CoOp's scripts) and "Caltech101" (DPL's) work.
