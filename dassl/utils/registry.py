@@ -42,6 +42,25 @@ class Registry:
             )
         return self._obj_map[name]
 
+    def build(self, name, config_key, what, package, *args, **kwargs):
+        """Instantiate ``name``; an unknown name is an error naming the closest one and all of them.
+
+        config_key / what / package only word the message, e.g. "TRAINER.NAME", "trainer",
+        "trainers" (the package whose import registers them).
+        """
+        from .tools import get_most_similar_str_to_a_from_b
+
+        names = self.registered_names()
+        if name not in names:
+            closest = get_most_similar_str_to_a_from_b(name, names) if names else None
+            raise ValueError(
+                'Unknown {what} "{name}" ({key}; do you mean [{closest}]?). Registered {what}s: {names}. '
+                "A {what} is registered when its module is imported (train.py does `import {package}`).".format(
+                    what=what, name=name, key=config_key, closest=closest, names=names, package=package
+                )
+            )
+        return self._obj_map[name](*args, **kwargs)
+
     def registered_names(self):
         return list(self._obj_map.keys())
 
