@@ -1,13 +1,17 @@
 """CLIP (OpenAI's architecture and parameter names) with a deep-prompt hook in every block.
 
 Transformer tensors are sequence-first, as in OpenAI CLIP: `x` is `(n_tokens, batch, width)`.
-Deep prompts are extra keys/values of a block's self-attention (docs/ARCHITECTURE.md):
-`block(x, prompt)` with `prompt` None, a tensor `(k, width)` / `(k, batch, width)`, or a callable
-`provider(block, h)`. Widths, depths and heads are read off the weights by `build_model`.
+A block's prompt entry has two forms (docs/ARCHITECTURE.md), held together by `BlockPrompt`:
+* `kv`: extra keys/values of the block's self-attention (DPL): None, a tensor `(k, width)` /
+  `(k, batch, width)`, or a callable `provider(block, h)` computing the attention output;
+* `tokens`: values that REPLACE positions `[token_start, token_start + n)` of the residual stream
+  before the block (MaPLe, IVLP, VPT): None, `(n, width)` or `(n, batch, width)`.
+A plain tensor, callable or None entry means `BlockPrompt(kv=entry)`; `as_block_prompt` normalises.
+Widths, depths and heads are read off the weights by `build_model`.
 The ResNet image towers (`ModifiedResNet`) take no prompts.
 """
 from collections import OrderedDict
-from typing import Optional, Sequence, Tuple, Union
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +38,39 @@ class QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
+class BlockPrompt(NamedTuple):
+    """What one block receives: extra keys/values and/or tokens that replace positions.
+
+    kv: None, a tensor of raw prompt tokens `(k, width)` / `(k, batch, width)` (through ln_1,
+        keys/values only), or a callable `provider(block, h) -> (n, batch, width)`.
+    tokens: None, `(n, width)` (shared by the batch) or `(n, batch, width)` (one per row):
+        written over positions [token_start, token_start + n) of x before ln_1.
+    """
+    kv: Union[None, torch.Tensor, Callable] = None
+    tokens: Optional[torch.Tensor] = None
+
+
+def as_block_prompt(entry) -> BlockPrompt:
+    """One per-block entry -> BlockPrompt. A tensor, callable or None is a key/value entry."""
+    if isinstance(entry, BlockPrompt):
+        prompt = entry
+    elif entry is None or isinstance(entry, torch.Tensor) or callable(entry):
+        return BlockPrompt(kv=entry)
+    else:
+        raise TypeError(
+            f"a block's prompt entry must be None, a tensor, a callable provider(block, h) or a "
+            f"clip.model.BlockPrompt(kv, tokens); got {type(entry).__name__}"
+        )
+    if not (prompt.kv is None or isinstance(prompt.kv, torch.Tensor) or callable(prompt.kv)):
+        raise TypeError(f"BlockPrompt.kv must be None, a tensor or a callable; got {type(prompt.kv).__name__}")
+    if not (prompt.tokens is None or isinstance(prompt.tokens, torch.Tensor)):
+        raise TypeError(f"BlockPrompt.tokens must be None or a tensor; got {type(prompt.tokens).__name__}")
+    return prompt
+
+
 class ResidualAttentionBlock(nn.Module):
-    """Pre-norm transformer block; its attention optionally takes extra key/value tokens.
+    """Pre-norm transformer block; it optionally replaces positions of its input by prompt tokens
+    and its attention optionally takes extra key/value tokens.
 
     `attn` (nn.MultiheadAttention) only holds the parameters (OpenAI's names); the attention
     itself is computed with `F.scaled_dot_product_attention` from the primitives below.
@@ -126,15 +161,52 @@ class ResidualAttentionBlock(nn.Module):
 
     # ---- forward ----
     def attention(self, h: torch.Tensor, prompt=None) -> torch.Tensor:
-        """h = ln_1(x): (n, batch, width) -> attention output (n, batch, width)."""
+        """h = ln_1(x): (n, batch, width) -> attention output (n, batch, width).
+
+        prompt: the key/value entry only (None, tensor or provider), i.e. `BlockPrompt.kv`.
+        """
         if callable(prompt):
             return prompt(self, h)
         q, k, v = self.project_qkv(h)
         prompt_kv = None if prompt is None else self.project_prompt_kv(prompt)
         return self.project_out(self.attend(q, k, v, prompt_kv))
 
-    def forward(self, x: torch.Tensor, prompt=None) -> torch.Tensor:
-        x = x + self.attention(self.ln_1(x), prompt)
+    def replace_tokens(self, x: torch.Tensor, tokens: torch.Tensor, start: int) -> torch.Tensor:
+        """x: (n, batch, width) -> x with positions [start, start + k) holding `tokens`.
+
+        tokens: (k, width) shared by the batch, or (k, batch, width). Built by concatenation (not
+        in place), so gradients reach `tokens`; cast to x's dtype (fp32 prompts, fp16 CLIP).
+        """
+        n, b, width = x.shape
+        if tokens.dim() == 2:
+            tokens = tokens.unsqueeze(1)  # (k, 1, width): shared by the batch
+        if tokens.dim() != 3 or tokens.shape[-1] != width or tokens.shape[1] not in (1, b):
+            raise ValueError(
+                f"replacing tokens must be (n, {width}) or (n, batch={b}, {width}) (sequence-first); "
+                f"got shape {tuple(tokens.shape)}"
+            )
+        k = tokens.shape[0]
+        if k == 0:
+            return x
+        if start < 0 or start + k > n:
+            raise ValueError(
+                f"cannot replace {k} tokens at positions [{start}, {start + k}) of a sequence of {n} "
+                f"tokens; use at most {max(n - start, 0)} tokens (image tower: append room for them "
+                f"with VisionTransformer's extra_tokens)"
+            )
+        tokens = tokens.to(x.dtype).expand(k, b, width)
+        return torch.cat([x[:start], tokens, x[start + k:]], dim=0)
+
+    def forward(self, x: torch.Tensor, prompt=None, token_start: int = 1) -> torch.Tensor:
+        """x: (n, batch, width); prompt: a BlockPrompt or a key/value entry (see as_block_prompt).
+
+        token_start: the first position that `prompt.tokens` replaces (1 in the text tower: the
+        slots after the start token; the number of real tokens in the image tower).
+        """
+        prompt = as_block_prompt(prompt)
+        if prompt.tokens is not None:
+            x = self.replace_tokens(x, prompt.tokens, token_start)
+        x = x + self.attention(self.ln_1(x), prompt.kv)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -146,8 +218,9 @@ class Transformer(nn.Module):
         self.layers = layers
         self.resblocks = nn.Sequential(*[ResidualAttentionBlock(width, heads, attn_mask) for _ in range(layers)])
 
-    def forward(self, x: torch.Tensor, prompts: Optional[Sequence] = None) -> torch.Tensor:
-        """x: (n, batch, width); prompts: None or one entry per block (None, tensor or provider)."""
+    def forward(self, x: torch.Tensor, prompts: Optional[Sequence] = None, token_start: int = 1) -> torch.Tensor:
+        """x: (n, batch, width); prompts: None or one entry per block (BlockPrompt, None, tensor or
+        provider); token_start: where every block's replacing tokens start (see the block)."""
         if prompts is None:
             return self.resblocks(x)
         if len(prompts) != self.layers:
@@ -156,14 +229,22 @@ class Transformer(nn.Module):
                 "use None for blocks without prompts"
             )
         for block, prompt in zip(self.resblocks, prompts):
-            x = block(x, prompt)
+            x = block(x, prompt, token_start)
         return x
 
 
 class VisionTransformer(nn.Module):
+    """Patch embedding, class token, ViT blocks; pools the class token.
+
+    Sequence layout: [class token (num_prefix_tokens = 1) | grid**2 patches | extra tokens].
+    Extra (prompt) tokens are appended after the positional embedding, so they have none, and
+    blocks' replacing tokens start right after the real tokens.
+    """
+
     def __init__(self, input_resolution: int, patch_size: int, width: int, layers: int, heads: int, output_dim: int):
         super().__init__()
         self.input_resolution = input_resolution
+        self.num_prefix_tokens = 1  # the class token, before the patches (timm's name)
         self.output_dim = output_dim
         self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
         scale = width ** -0.5
@@ -174,16 +255,34 @@ class VisionTransformer(nn.Module):
         self.ln_post = LayerNorm(width)
         self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
 
-    def forward(self, x: torch.Tensor, prompts: Optional[Sequence] = None) -> torch.Tensor:
+    def append_extra_tokens(self, x: torch.Tensor, extra_tokens: torch.Tensor) -> torch.Tensor:
+        """x: (batch, n_real, width); extra_tokens: (n, width) or (batch, n, width) -> (batch, n_real + n, width)."""
+        b, _, width = x.shape
+        if extra_tokens.dim() == 2:
+            extra_tokens = extra_tokens.unsqueeze(0)  # (1, n, width): shared by the batch
+        if extra_tokens.dim() != 3 or extra_tokens.shape[-1] != width or extra_tokens.shape[0] not in (1, b):
+            raise ValueError(
+                f"extra_tokens must be (n, {width}) or (batch={b}, n, {width}) (batch-first, like the "
+                f"images); got shape {tuple(extra_tokens.shape)}"
+            )
+        extra_tokens = extra_tokens.to(x.dtype).expand(b, -1, -1)
+        return torch.cat([x, extra_tokens], dim=1)
+
+    def forward(self, x: torch.Tensor, prompts: Optional[Sequence] = None,
+                extra_tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
         x = self.conv1(x)  # (batch, width, grid, grid)
         b, width = x.shape[:2]
         x = x.reshape(b, width, -1).permute(0, 2, 1)  # (batch, grid**2, width)
         cls = self.class_embedding.to(x.dtype).expand(b, 1, width)
         x = torch.cat([cls, x], dim=1)  # (batch, grid**2 + 1, width)
         x = x + self.positional_embedding.to(x.dtype)
+        n_real = x.shape[1]  # num_prefix_tokens + grid**2: the tokens with a positional embedding
+        if extra_tokens is not None:
+            x = self.append_extra_tokens(x, extra_tokens)  # (batch, n_real + n, width)
         x = self.ln_pre(x)
-        x = self.transformer(x.permute(1, 0, 2), prompts).permute(1, 0, 2)
-        x = self.ln_post(x[:, 0, :])  # (batch, width): the class token
+        # blocks' replacing tokens overwrite the appended positions, right after the real tokens
+        x = self.transformer(x.permute(1, 0, 2), prompts, token_start=n_real).permute(1, 0, 2)
+        x = self.ln_post(x[:, 0, :])  # (batch, width): the class token, whatever was appended
         if self.proj is not None:
             x = x @ self.proj
         return x
@@ -251,15 +350,24 @@ class CLIP(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.visual.conv1.weight.dtype
 
-    def encode_image(self, image: torch.Tensor, prompts: Optional[Sequence] = None) -> torch.Tensor:
-        if prompts is not None and isinstance(self.visual, ModifiedResNet):
-            raise ValueError("deep prompts need a ViT image encoder; this CLIP has a ResNet image encoder")
-        if prompts is None:
+    def encode_image(self, image: torch.Tensor, prompts: Optional[Sequence] = None,
+                     extra_tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """image: (batch, 3, H, W) -> (batch, embed_dim); prompts and extra_tokens as VisionTransformer."""
+        if isinstance(self.visual, ModifiedResNet):
+            if prompts is not None or extra_tokens is not None:
+                raise ValueError(
+                    "deep prompts and extra tokens need a ViT image encoder; this CLIP has a ResNet image "
+                    "encoder (use a ViT backbone, e.g. ViT-B/16, or call encode_image(image) without them)"
+                )
             return self.visual(image.type(self.dtype))
-        return self.visual(image.type(self.dtype), prompts)
+        return self.visual(image.type(self.dtype), prompts, extra_tokens)
 
     def encode_text(self, text: torch.Tensor, prompts: Optional[Sequence] = None) -> torch.Tensor:
-        """text: (batch, n) token ids, n <= context_length -> (batch, embed_dim)."""
+        """text: (batch, n) token ids, n <= context_length -> (batch, embed_dim).
+
+        Replacing tokens of `prompts` overwrite positions 1.. (after the start token); the
+        causal mask, the length and the end-of-text index are unchanged.
+        """
         n = text.shape[1]
         x = self.token_embedding(text).type(self.dtype)  # (batch, n, width)
         x = x + self.positional_embedding[:n].type(self.dtype)
