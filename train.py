@@ -11,6 +11,7 @@ Trailing ``KEY VALUE`` pairs override any config key; every key and its default 
 """
 
 import argparse
+import sys
 
 import torch
 from yacs.config import CfgNode as CN
@@ -59,73 +60,31 @@ def reset_cfg(cfg, args):
         cfg.MODEL.HEAD.NAME = args.head
 
 
+# The project's own keys outside any method or dataset (those are declared in their files).
+OPTIONS = {
+    "MODEL.BACKBONE": {
+        "PATH": ("", "local CLIP weights (TorchScript archive or state dict); wins over NAME, no download"),
+    },
+    "": {
+        "USE_WRITER": (False, "write tensorboard scalars to <OUTPUT_DIR>/tensorboard"),
+    },
+}
+
+
+def declared_options():
+    """Every option this project adds: train.py's, then each trainer and dataset module's
+    ``OPTIONS`` (trainers/options.py), in module-name order."""
+    from trainers import options
+
+    return options.collect([sys.modules[__name__]] + options.project_modules())
+
+
 def extend_cfg(cfg):
-    """Every config section of this project, with its defaults (documented in docs/)."""
-    # Local CLIP weights file; empty = official download by MODEL.BACKBONE.NAME
-    cfg.MODEL.BACKBONE.PATH = ""
+    """Add every config section of this project, with its defaults (docs/options.md)."""
+    from trainers import options
 
-    cfg.TRAINER.COOP = CN()
-    cfg.TRAINER.COOP.N_CTX = 16  # number of context vectors
-    cfg.TRAINER.COOP.CSC = False  # class-specific context
-    cfg.TRAINER.COOP.CTX_INIT = ""  # initialisation words
-    cfg.TRAINER.COOP.PREC = "fp16"  # fp16, fp32, amp
-    cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # middle, end, front
-
-    cfg.TRAINER.COCOOP = CN()
-    cfg.TRAINER.COCOOP.N_CTX = 16
-    cfg.TRAINER.COCOOP.CTX_INIT = ""
-    cfg.TRAINER.COCOOP.PREC = "fp16"
-
-    cfg.TRAINER.ZSCLIP = CN()
-    cfg.TRAINER.ZSCLIP.PREC = "fp16"
-
-    cfg.TRAINER.TRAINERSUPERNET = CN()
-    cfg.TRAINER.TRAINERSUPERNET.N_CTX_VISION = 6
-    cfg.TRAINER.TRAINERSUPERNET.N_CTX_TEXT = 6
-    cfg.TRAINER.TRAINERSUPERNET.CTX_INIT = "a photo of a"
-    cfg.TRAINER.TRAINERSUPERNET.PREC = "fp32"
-    cfg.TRAINER.TRAINERSUPERNET.IMPL = "fused"
-    cfg.TRAINER.TRAINERSUPERNET.ALPHA_LR = 0.0035
-    cfg.TRAINER.TRAINERSUPERNET.ALPHA_BETAS = (0.5, 0.999)
-    cfg.TRAINER.TRAINERSUPERNET.ALPHA_WEIGHT_DECAY = 0.0
-    cfg.TRAINER.TRAINERSUPERNET.ALPHA_INIT_STD = 1e-3
-    cfg.TRAINER.TRAINERSUPERNET.VAL_BATCHES = "cycle"  # cycle (whole shuffled val split) or first (the release)
-    cfg.TRAINER.TRAINERSUPERNET.VAL_BATCH_SIZE = 16  # batch size of the alpha steps
-    cfg.TRAINER.TRAINERSUPERNET.INIT_IMG = "normal"
-    cfg.TRAINER.TRAINERSUPERNET.INIT_TXT = "uniform"
-    cfg.TRAINER.TRAINERSUPERNET.DOMINANCE_MARGIN = 0.1
-    cfg.TRAINER.TRAINERSUPERNET.TEXT_CHUNK_SIZE = 0  # > 0: classes per text chunk, with activation checkpointing
-
-    cfg.TRAINER.TRAINERSUBNET = CN()
-    cfg.TRAINER.TRAINERSUBNET.IMG_ALPHA_PATH = ""
-    cfg.TRAINER.TRAINERSUBNET.TXT_ALPHA_PATH = ""
-    cfg.TRAINER.TRAINERSUBNET.PROMPT_CONFIG = ""
-    cfg.TRAINER.TRAINERSUBNET.CTX_INIT = "ensemble"
-    cfg.TRAINER.TRAINERSUBNET.PREC = "fp32"
-    cfg.TRAINER.TRAINERSUBNET.KD_WEIGHT = 0.0
-    cfg.TRAINER.TRAINERSUBNET.KD_TEMP = 1.0
-    cfg.TRAINER.TRAINERSUBNET.INIT_STD = 0.02
-    cfg.TRAINER.TRAINERSUBNET.TEXT_CHUNK_SIZE = 0  # > 0: classes per text chunk, with activation checkpointing
-
-    cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
-
-    cfg.DATASET.IMAGE_FOLDER = CN()
-    cfg.DATASET.IMAGE_FOLDER.DIR = ""
-    cfg.DATASET.IMAGE_FOLDER.LAYOUT = "auto"
-    cfg.DATASET.IMAGE_FOLDER.SPLIT_FILE = "split.json"
-    cfg.DATASET.IMAGE_FOLDER.TRAIN_RATIO = 0.5
-    cfg.DATASET.IMAGE_FOLDER.VAL_RATIO = 0.2
-    cfg.DATASET.IMAGE_FOLDER.SPLIT_SEED = 1
-    cfg.DATASET.IMAGE_FOLDER.CLASSNAMES = []  # "folder:class name" strings
-    cfg.DATASET.IMAGE_FOLDER.TEMPLATE = "a photo of a {}."
-
-    cfg.DATASET.TOY = CN()
-    cfg.DATASET.TOY.NUM_CLASSES = 4
-    cfg.DATASET.TOY.IMAGES_PER_CLASS = 24
-    cfg.DATASET.TOY.IMAGE_SIZE = 32
-    cfg.DATASET.TOY.SEED = 0
-
-    cfg.USE_WRITER = False  # tensorboard scalars in <OUTPUT_DIR>/tensorboard
+    for _, declared in declared_options():
+        options.add_options(cfg, declared)
 
 
 def all_keys(node, prefix=""):

@@ -69,7 +69,8 @@ def build(args, n_classes, chunk):
 
     from clip.tiny import build_random_clip
     from trainers.common import cast_clip, tokenize
-    from trainers.deep_prompts import MixedPrompt, PromptedCLIP, fixed_prompts, subnet_prompts, supernet_options
+    from trainers.deep_prompts import MixedPrompt, fixed_prompts, subnet_prompts, supernet_options
+    from trainers.model import PromptedCLIP
 
     sizes = dict(TEXT_SIZES, transformer_layers=args.text_layers, **SMALL_VISION)
     clip_model = cast_clip(build_random_clip("ViT", seed=0, **sizes), "fp32")

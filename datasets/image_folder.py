@@ -1,6 +1,6 @@
 """ImageFolder: a dataset defined by a YAML only (``configs/datasets/image_folder_example.yaml``).
 
-Keys under ``DATASET.IMAGE_FOLDER`` (defaults in ``train.py: extend_cfg``, documented in docs/DATASETS.md):
+Keys under ``DATASET.IMAGE_FOLDER`` (declared in ``OPTIONS`` below, documented in docs/DATASETS.md):
 
 * ``DIR``: the folder, relative to ``DATASET.ROOT`` or absolute;
 * ``LAYOUT``: ``"classes"`` (``DIR/<class>/<image>``), ``"splits"``
@@ -23,6 +23,19 @@ from dassl.data.datasets import DATASET_REGISTRY, Datum
 from dassl.utils import listdir_nohidden
 
 from .common import DOCS, CoOpDataset, dataset_root, read_and_split_data, read_split, require, save_split
+
+OPTIONS = {
+    "DATASET.IMAGE_FOLDER": {
+        "DIR": ("", "the image folder, relative to DATASET.ROOT or absolute"),
+        "LAYOUT": ("auto", "classes (DIR/<class>/<image>), splits (DIR/{train,val,test}/<class>/<image>) or auto"),
+        "SPLIT_FILE": ("split.json", "layout classes: CoOp-format split file inside DIR (written when missing)"),
+        "TRAIN_RATIO": (0.5, "layout classes, no split file: share of each class's images for training"),
+        "VAL_RATIO": (0.2, "layout classes, no split file: share for validation (the rest is test)"),
+        "SPLIT_SEED": (1, "seed of the split when it is made"),
+        "CLASSNAMES": ([], '"folder:class name" strings; other folders are named after the folder'),
+        "TEMPLATE": ("a photo of a {}.", "the dataset's prompt template (one {} for the class name)"),
+    },
+}
 
 FEWSHOT_DIR = "split_fewshot"
 SPLITS = ("train", "val", "test")

@@ -6,7 +6,7 @@ generation settings). It is generated once, seeded by ``DATASET.TOY.SEED``, into
 folder that is renamed into place, so concurrent or interrupted runs never see half a dataset.
 After that it is read like every CoOp dataset (few-shot caching, base/new classes).
 
-Keys under ``DATASET.TOY`` (defaults in ``train.py: extend_cfg``): ``NUM_CLASSES`` (the first
+Keys under ``DATASET.TOY`` (declared in ``OPTIONS`` below): ``NUM_CLASSES`` (the first
 k of the classes below), ``IMAGES_PER_CLASS``, ``IMAGE_SIZE`` (pixels), ``SEED``.
 """
 
@@ -21,6 +21,15 @@ from PIL import Image, ImageDraw
 from dassl.data.datasets import DATASET_REGISTRY
 
 from .common import CoOpDataset, read_and_split_data, save_split
+
+OPTIONS = {
+    "DATASET.TOY": {
+        "NUM_CLASSES": (4, "number of classes (the first k of TOY_CLASSES)"),
+        "IMAGES_PER_CLASS": (24, "images generated per class (at least 4)"),
+        "IMAGE_SIZE": (32, "image side in pixels"),
+        "SEED": (0, "seed of the generation"),
+    },
+}
 
 # (class name, RGB colour, shape); a linear model on pixels can tell them apart by colour alone.
 TOY_CLASSES = [

@@ -11,55 +11,33 @@ from collections import OrderedDict
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from dassl.engine import TRAINER_REGISTRY, TrainerX
-from dassl.optim import build_lr_scheduler, build_optimizer
-from dassl.utils import load_pretrained_weights
+from dassl.engine import TRAINER_REGISTRY
 
-from trainers.common import (
-    TextEncoder,
-    autocast,
-    backward_and_update,
-    check_precision,
-    clean_classname,
-    data_parallel_if_several_gpus,
-    freeze_all_but,
-    load_prompt_learners,
-    make_grad_scaler,
-    num_tokens,
-    prepare_clip,
-    tokenize,
-)
+from trainers.base import PromptTrainer
+from trainers.common import initial_context, register_class_prompts
+from trainers.model import PromptedCLIP, PromptProvider
+
+OPTIONS = {
+    "TRAINER.COCOOP": {
+        "N_CTX": (16, "number of learned context vectors (ignored with CTX_INIT: its token count)"),
+        "CTX_INIT": ("", 'initialise the context from these words, e.g. "a photo of a"'),
+        "PREC": ("fp16", "precision: fp16, fp32, amp or bf16 (trainers/common.py)"),
+    },
+}
 
 
-class PromptLearner(nn.Module):
+class PromptLearner(PromptProvider):
     """Shared context vectors shifted by a meta-net of the image feature."""
+
+    image_conditioned = True
 
     def __init__(self, cfg, classnames, clip_model):
         super().__init__()
         opts = cfg.TRAINER.COCOOP
-        n_cls = len(classnames)
-        dtype = clip_model.dtype
         ctx_dim = clip_model.ln_final.weight.shape[0]
         vis_dim = clip_model.visual.output_dim
-        token_embedding = clip_model.token_embedding
-
-        if opts.CTX_INIT:
-            ctx_init = clean_classname(opts.CTX_INIT)
-            n_ctx = num_tokens(ctx_init)
-            with torch.no_grad():
-                embedding = token_embedding(tokenize(ctx_init, clip_model)).type(dtype)
-            ctx_vectors = embedding[0, 1:1 + n_ctx, :].clone()  # (n_ctx, ctx_dim)
-            prompt_prefix = ctx_init
-        else:
-            n_ctx = opts.N_CTX
-            ctx_vectors = torch.empty(n_ctx, ctx_dim, dtype=dtype)
-            nn.init.normal_(ctx_vectors, std=0.02)
-            prompt_prefix = " ".join(["X"] * n_ctx)
-        print(f'Initial context: "{prompt_prefix}"')
-        print(f"Number of context words (tokens): {n_ctx}")
-
+        ctx_vectors, prompt_prefix, n_ctx = initial_context(opts.CTX_INIT, opts.N_CTX, clip_model)
         self.ctx = nn.Parameter(ctx_vectors)  # (n_ctx, ctx_dim)
 
         # The paper's bottleneck is vis_dim // 16 (32 for ViT-B/16's 512).
@@ -68,20 +46,13 @@ class PromptLearner(nn.Module):
             ("linear1", nn.Linear(vis_dim, hidden)),
             ("relu", nn.ReLU(inplace=True)),
             ("linear2", nn.Linear(hidden, ctx_dim)),
-        ])).to(dtype)
-
-        classnames = [clean_classname(name) for name in classnames]
-        prompts = [f"{prompt_prefix} {name}." for name in classnames]
-        tokenized_prompts = tokenize(prompts, clip_model)  # (n_cls, n_tokens)
-        with torch.no_grad():
-            embedding = token_embedding(tokenized_prompts).type(dtype)
-
-        self.register_buffer("token_prefix", embedding[:, :1, :])  # SOS
-        self.register_buffer("token_suffix", embedding[:, 1 + n_ctx:, :])  # class, ".", EOS
-        self.register_buffer("tokenized_prompts", tokenized_prompts, persistent=False)
-
-        self.n_cls = n_cls
+        ])).to(clip_model.dtype)
+        register_class_prompts(self, prompt_prefix, n_ctx, classnames, clip_model)
+        self.n_cls = len(classnames)
         self.n_ctx = n_ctx
+
+    def text_input(self, image_features=None):
+        return self(image_features), self.tokenized_prompts
 
     def forward(self, im_features):
         """(batch, vis_dim) image features -> (batch, n_cls, n_tokens, ctx_dim) prompts."""
@@ -95,80 +66,16 @@ class PromptLearner(nn.Module):
         return torch.stack(prompts)
 
 
-class CustomCLIP(nn.Module):
+class CustomCLIP(PromptedCLIP):
     def __init__(self, cfg, classnames, clip_model):
-        super().__init__()
-        self.prompt_learner = PromptLearner(cfg, classnames, clip_model)
-        self.image_encoder = clip_model.visual
-        self.text_encoder = TextEncoder(clip_model)
-        self.logit_scale = clip_model.logit_scale
-        self.dtype = clip_model.dtype
-
-    def forward(self, image, label=None):
-        """Logits (batch, n_cls); in training mode with a label, the loss instead."""
-        tokenized_prompts = self.prompt_learner.tokenized_prompts
-        logit_scale = self.logit_scale.exp()
-
-        image_features = self.image_encoder(image.type(self.dtype))
-        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
-        prompts = self.prompt_learner(image_features)
-
-        logits = []
-        for prompts_i, imf_i in zip(prompts, image_features):
-            text_features = self.text_encoder(prompts_i, tokenized_prompts)  # (n_cls, embed)
-            text_features = text_features / text_features.norm(dim=-1, keepdim=True)
-            logits.append(logit_scale * imf_i @ text_features.t())
-        logits = torch.stack(logits)
-
-        if self.prompt_learner.training and label is not None:
-            return F.cross_entropy(logits, label)
-        return logits
+        super().__init__(clip_model, PromptLearner(cfg, classnames, clip_model))
 
 
 @TRAINER_REGISTRY.register()
-class CoCoOp(TrainerX):
+class CoCoOp(PromptTrainer):
     """Conditional Context Optimization, https://arxiv.org/abs/2203.05557."""
 
-    def check_cfg(self, cfg):
-        check_precision(cfg.TRAINER.COCOOP.PREC)
+    CONFIG_SECTION = "COCOOP"
 
-    def build_model(self):
-        cfg = self.cfg
-        classnames = self.dm.dataset.classnames
-        clip_model, self.prec = prepare_clip(cfg, cfg.TRAINER.COCOOP.PREC, self.device)
-
-        print("Building custom CLIP")
-        self.model = CustomCLIP(cfg, classnames, clip_model)
-        print("Turning off gradients in both the image and the text encoder")
-        freeze_all_but(self.model, "prompt_learner")
-
-        if cfg.MODEL.INIT_WEIGHTS:
-            load_pretrained_weights(self.model.prompt_learner, cfg.MODEL.INIT_WEIGHTS)
-
-        self.model.to(self.device)
-        self.optim = build_optimizer(self.model.prompt_learner, cfg.OPTIM)
-        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
-        self.register_model("prompt_learner", self.model.prompt_learner, self.optim, self.sched)
-        self.scaler = make_grad_scaler(self.prec, self.device)
-        self.model = data_parallel_if_several_gpus(self.model, self.device)
-
-    def forward_backward(self, batch):
-        image, label = self.parse_batch_train(batch)
-        with autocast(self.prec, self.device):
-            loss = self.model(image, label)
-        backward_and_update(self, loss, self.scaler)
-
-        loss_summary = {"loss": loss.item()}
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
-        return loss_summary
-
-    def model_inference(self, input):
-        with autocast(self.prec, self.device):
-            return self.model(input)
-
-    def parse_batch_train(self, batch):
-        return batch["img"].to(self.device), batch["label"].to(self.device)
-
-    def load_model(self, directory, epoch=None):
-        load_prompt_learners(self, directory, epoch)
+    def build_custom_clip(self, cfg, classnames, clip_model):
+        return CustomCLIP(cfg, classnames, clip_model)

@@ -1,10 +1,10 @@
 """Pieces every CLIP prompt-learning trainer shares.
 
 A trainer file (CoOp, CoCoOp, DPL, ...) keeps CoOp's cast -- PromptLearner,
-CustomCLIP, the registered trainer -- and takes from here what would otherwise be
-copied into each of them: loading CLIP, precision handling, the prompted text
-encoder, class-name cleanup and the checkpoint loading that drops class-dependent
-buffers.
+CustomCLIP, the registered trainer -- and takes from here (and from trainers/base.py,
+model.py, heads.py) what would otherwise be copied into each of them: loading CLIP,
+precision handling, the prompted text encoder, class-name cleanup and the checkpoint
+loading that drops class-dependent buffers.
 
 Precision (``TRAINER.<METHOD>.PREC``):
 
@@ -159,37 +159,6 @@ def make_grad_scaler(prec, device):
     return torch.amp.GradScaler(torch.device(device).type)
 
 
-def backward_and_update(trainer, loss, scaler, names=None):
-    """``trainer.model_backward_and_update`` with loss scaling when ``scaler`` is set."""
-    if scaler is None:
-        trainer.model_backward_and_update(loss, names)
-        return
-    trainer.detect_anomaly(loss)
-    trainer.model_zero_grad(names)
-    scaler.scale(loss).backward()
-    for name in trainer.get_model_names(names):
-        optim = trainer._optims[name]
-        if optim is None:
-            continue
-        if get_world_size() > 1:  # as the engine's model_update: average over processes
-            average_gradients([p for group in optim.param_groups for p in group["params"]])
-        scaler.step(optim)
-    scaler.update()
-
-
-def data_parallel_if_several_gpus(model, device):
-    """CoOp's behaviour: one process seeing several GPUs splits batches over them.
-
-    Not under torch.distributed (one GPU per process there, gradients are averaged by
-    the engine).
-    """
-    device_count = torch.cuda.device_count()
-    if torch.device(device).type == "cuda" and device_count > 1 and get_world_size() == 1:
-        print(f"Multiple GPUs detected (n_gpus={device_count}), use all of them!")
-        return nn.DataParallel(model)
-    return model
-
-
 # ---------------------------------------------------------------------------
 # Text side
 # ---------------------------------------------------------------------------
@@ -242,25 +211,57 @@ class TextEncoder(nn.Module):
         return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection
 
 
-def freeze_all_but(model, trainable):
-    """Turn off gradients everywhere except parameters whose name contains ``trainable``."""
-    for name, param in model.named_parameters():
-        param.requires_grad_(trainable in name)
-    enabled = sorted(n for n, p in model.named_parameters() if p.requires_grad)
-    if not enabled:
-        raise RuntimeError(f"No parameter name contains {trainable!r}; nothing would be trained.")
-    return enabled
+def initial_context(ctx_init, n_ctx, clip_model, n_cls=None):
+    """CoOp's context initialisation -> (ctx_vectors, prompt_prefix, n_ctx).
+
+    ``ctx_init`` words (e.g. "a photo of a"): their token embeddings, and n_ctx becomes their
+    token count; else n_ctx vectors ~ N(0, 0.02^2) and the placeholder prefix "X X ... X".
+    ``n_cls``: one context per class (CoOp's CSC): (n_cls, n_ctx, width), else (n_ctx, width).
+    """
+    dtype = clip_model.dtype
+    width = clip_model.ln_final.weight.shape[0]
+    if ctx_init:
+        prompt_prefix = clean_classname(ctx_init)
+        n_ctx = num_tokens(prompt_prefix)
+        with torch.no_grad():
+            embedding = clip_model.token_embedding(tokenize(prompt_prefix, clip_model)).type(dtype)
+        ctx_vectors = embedding[0, 1:1 + n_ctx, :].clone()  # (n_ctx, width)
+        if n_cls is not None:
+            ctx_vectors = ctx_vectors.unsqueeze(0).repeat(n_cls, 1, 1)
+    else:
+        shape = (n_ctx, width) if n_cls is None else (n_cls, n_ctx, width)
+        ctx_vectors = torch.empty(*shape, dtype=dtype)
+        nn.init.normal_(ctx_vectors, std=0.02)
+        prompt_prefix = " ".join(["X"] * n_ctx)
+    print(f'Initial context: "{prompt_prefix}"')
+    print(f"Number of context words (tokens): {n_ctx}")
+    return ctx_vectors, prompt_prefix, n_ctx
+
+
+def register_class_prompts(module, prompt_prefix, n_ctx, classnames, clip_model):
+    """Buffers of the frozen text around a context: ``token_prefix`` (SOS), ``token_suffix``
+    (class name, ".", EOT, padding) and ``tokenized_prompts`` (ids, for the EOT position) of
+    "<prefix> <class>." -- the class-dependent buffers ``load_prompt_learners`` skips."""
+    classnames = [clean_classname(name) for name in classnames]
+    tokenized_prompts = tokenize([f"{prompt_prefix} {name}." for name in classnames], clip_model)
+    with torch.no_grad():
+        embedding = clip_model.token_embedding(tokenized_prompts).type(clip_model.dtype)
+    module.register_buffer("token_prefix", embedding[:, :1, :])  # (n_cls, 1, width)
+    module.register_buffer("token_suffix", embedding[:, 1 + n_ctx:, :])  # (n_cls, *, width)
+    module.register_buffer("tokenized_prompts", tokenized_prompts, persistent=False)
+    return classnames
 
 
 # ---------------------------------------------------------------------------
 # Checkpoints
 # ---------------------------------------------------------------------------
-def load_prompt_learners(trainer, directory, epoch=None, drop_keys=CLASS_BUFFERS):
+def load_prompt_learners(trainer, directory, epoch=None, drop_keys=CLASS_BUFFERS, keep=None):
     """CoOp's ``load_model``: load every registered model from ``directory``.
 
     Reads ``<directory>/<name>/model-best.pth.tar`` (or ``model.pth.tar-<epoch>``),
     drops the class-dependent buffers and loads non-strictly so prompts trained on
-    one set of classes apply to another.
+    one set of classes apply to another. ``keep(key)``: load only the keys it accepts
+    (a release checkpoint may hold more than the learnable tensors).
     """
     if not directory:
         print("Note that load_model() is skipped as no pretrained model is given")
@@ -275,7 +276,8 @@ def load_prompt_learners(trainer, directory, epoch=None, drop_keys=CLASS_BUFFERS
                 "--load-epoch (omit --load-epoch to load model-best.pth.tar)."
             )
         checkpoint = load_checkpoint(model_path)
-        state_dict = {k: v for k, v in checkpoint["state_dict"].items() if k not in drop_keys}
+        state_dict = {k: v for k, v in checkpoint["state_dict"].items()
+                      if k not in drop_keys and (keep is None or keep(k))}
         print(f'Loading weights to {name} from "{model_path}" (epoch = {checkpoint["epoch"]})')
         hint = ("Was it trained with the same trainer, backbone and prompt settings "
                 "(e.g. N_CTX, CSC)?")
@@ -283,7 +285,7 @@ def load_prompt_learners(trainer, directory, epoch=None, drop_keys=CLASS_BUFFERS
             missing, unexpected = trainer._models[name].load_state_dict(state_dict, strict=False)
         except RuntimeError as error:  # tensor shapes differ
             raise RuntimeError(f'Checkpoint "{model_path}" does not fit {name}: {error}\n{hint}') from None
-        missing = [k for k in missing if k not in drop_keys]
+        missing = [k for k in missing if k not in drop_keys and (keep is None or keep(k))]
         if missing or unexpected:
             raise RuntimeError(
                 f'Checkpoint "{model_path}" does not fit {name}: missing {missing}, '

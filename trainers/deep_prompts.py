@@ -8,17 +8,17 @@ A deep prompt of block l is a few extra key/value tokens of that block's self-at
   computes); ``mixed_attention_fused`` computes the same numbers with the real tokens' projections
   and their n x n attention done once (see its docstring);
 * the subnet: one prompt of a fixed length per block (``None`` for 0 tokens: a plain block);
-* ``PromptedCLIP``: the frozen CLIP encoders run with per-block prompts, returning logits.
+The model that runs them (frozen encoders + provider + head) is ``trainers/model.py: PromptedCLIP``.
 """
 import math
 
 import torch
 import torch.nn as nn
-from torch.utils.checkpoint import checkpoint
-
-from trainers.common import TextEncoder
 
 IMPLEMENTATIONS = ("fused", "naive")
+
+# Checkpoint folder of both DPL stages: the official release's name (its checkpoints load here).
+MODEL_NAME = "MultiModalPromptLearner"
 
 
 def encoder_blocks(clip_model):
@@ -152,45 +152,3 @@ def subnet_prompts(lengths, width, std):
 def fixed_prompts(prompt_list, dtype):
     """Per-block entries for the hook from a subnet ParameterList: None where the length is 0."""
     return [p.to(dtype) if p.shape[0] > 0 else None for p in prompt_list]
-
-
-class PromptedCLIP(nn.Module):
-    """The frozen CLIP encoders run with per-block deep prompts on both branches.
-
-    Holds no copy of the weights: the encoders are the CLIP model's own modules.
-    """
-
-    def __init__(self, clip_model, text_chunk_size=0):
-        super().__init__()
-        encoder_blocks(clip_model)  # fails early and clearly on a ResNet backbone
-        self.image_encoder = clip_model.visual
-        self.text_encoder = TextEncoder(clip_model)
-        self.logit_scale = clip_model.logit_scale
-        # > 0: encode the class prompts in chunks of this many classes with activation
-        # checkpointing (the text branch holds every class's activations: ImageNet's memory hog).
-        self.text_chunk_size = int(text_chunk_size)
-
-    @property
-    def dtype(self):
-        return self.image_encoder.conv1.weight.dtype
-
-    def encode_image(self, image, image_prompts=None):
-        features = self.image_encoder(image.type(self.dtype), image_prompts)
-        return features / features.norm(dim=-1, keepdim=True)
-
-    def encode_text(self, text_embeddings, tokenized_prompts, text_prompts=None):
-        embeddings = text_embeddings.type(self.dtype)
-        chunk = self.text_chunk_size
-        if chunk <= 0 or len(embeddings) <= chunk or not torch.is_grad_enabled():
-            features = self.text_encoder(embeddings, tokenized_prompts, text_prompts)
-        else:
-            # Recomputed in the backward pass: only one chunk's activations are alive at a time.
-            features = torch.cat([
-                checkpoint(self.text_encoder, embeddings[i : i + chunk], tokenized_prompts[i : i + chunk],
-                           text_prompts, use_reentrant=False)
-                for i in range(0, len(embeddings), chunk)
-            ])
-        return features / features.norm(dim=-1, keepdim=True)
-
-    def logits(self, image_features, text_features):
-        return self.logit_scale.exp() * image_features.float() @ text_features.float().t()

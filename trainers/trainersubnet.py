@@ -7,29 +7,33 @@ prompts start from N(0, INIT_STD^2). Optional knowledge distillation from zero-s
 (``KD_WEIGHT`` > 0): the teacher reuses the frozen encoders, run without prompts.
 """
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-
-from dassl.engine import TRAINER_REGISTRY, TrainerX
-from dassl.metrics import compute_accuracy
-from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.engine import TRAINER_REGISTRY
 
 from datasets.templates import IMAGENET_TEMPLATES, template_for
 from trainers import prompt_config
-from trainers.common import (
-    autocast,
-    average_gradients,
-    clean_classname,
-    load_prompt_learners,
-    make_grad_scaler,
-    prepare_clip,
-    tokenize,
-)
-from trainers.deep_prompts import PromptedCLIP, branch_shapes, fixed_prompts, subnet_prompts
+from trainers.base import PromptTrainer, check_choice
+from trainers.deep_prompts import MODEL_NAME as RELEASE_MODEL_NAME, branch_shapes, fixed_prompts, subnet_prompts
+from trainers.heads import DistillationHead
+from trainers.model import PromptedCLIP, PromptProvider
+from trainers.zeroshot_text import template_text_input, zeroshot_text_features
 
 SUBNET_PRECISIONS = ("fp32", "amp", "bf16")
 CTX_INIT_MODES = ("default", "custom", "ensemble")
+
+OPTIONS = {
+    "TRAINER.TRAINERSUBNET": {
+        "IMG_ALPHA_PATH": ("", "image alpha file of the search (alpha_e<E>_img.npy): prompt lengths = row argmax"),
+        "TXT_ALPHA_PATH": ("", "text alpha file of the search (alpha_e<E>_txt.npy)"),
+        "PROMPT_CONFIG": ("", "a searched_config.json (or a hand-written one); wins over the alpha files"),
+        "CTX_INIT": ("ensemble", "text input: default (a photo of a {}.), custom (the dataset's template) or "
+                                 "ensemble (token embeddings averaged over 60 templates, the release's)"),
+        "PREC": ("fp32", "precision: fp32, amp or bf16"),
+        "KD_WEIGHT": (0.0, "weight of the distillation term from zero-shot CLIP (0: no teacher)"),
+        "KD_TEMP": (1.0, "distillation temperature"),
+        "INIT_STD": (0.02, "prompts start ~ N(0, std^2)"),
+        "TEXT_CHUNK_SIZE": (0, "> 0: classes per text chunk, with activation checkpointing (memory)"),
+    },
+}
 
 
 def searched_prompt_lengths(cfg, clip_model):
@@ -53,27 +57,20 @@ def text_input(cfg, classnames, clip_model):
 
     ``default``: "a photo of a {class}."; ``custom``: the dataset's own template; ``ensemble``
     (the release's default): the embeddings of all IMAGENET_TEMPLATES averaged position by
-    position, read out at the end-of-text position of the LAST template, as the release does.
+    position, read out at the end-of-text position of the LAST template, as the release does
+    (trainers/zeroshot_text.py, recipe "embeddings").
     """
     mode = cfg.TRAINER.TRAINERSUBNET.CTX_INIT
-    names = [clean_classname(name) for name in classnames]
     if mode == "default":
         templates = ["a photo of a {}."]
     elif mode == "custom":
         templates = [template_for(cfg)]
     else:
         templates = IMAGENET_TEMPLATES
-    with torch.no_grad():
-        embeddings = 0.0
-        for template in templates:
-            tokenized = tokenize([template.format(name) for name in names], clip_model)
-            embeddings = embeddings + clip_model.token_embedding(tokenized).float()
-        embeddings = embeddings / len(templates)
-    # ``tokenized`` is the last template's: its EOT position is where features are read.
-    return embeddings, tokenized
+    return template_text_input(clip_model, classnames, templates)
 
 
-class PromptLearner(nn.Module):
+class PromptLearner(PromptProvider):
     """Subnet prompts, named as the release's: ``ctx_img_lst.<block>``, ``ctx_txt_lst.<block>``."""
 
     def __init__(self, cfg, classnames, clip_model, prompt_lengths):
@@ -88,129 +85,54 @@ class PromptLearner(nn.Module):
         self.register_buffer("text_embeddings", embeddings, persistent=False)
         self.register_buffer("tokenized_prompts", tokenized, persistent=False)
 
+    def text_input(self, image_features=None):
+        return self.text_embeddings, self.tokenized_prompts
+
+    def image_prompts(self, dtype):
+        return fixed_prompts(self.ctx_img_lst, dtype)
+
+    def text_prompts(self, dtype):
+        return fixed_prompts(self.ctx_txt_lst, dtype)
+
 
 class CustomCLIP(PromptedCLIP):
-    """Frozen CLIP with the subnet's fixed-length deep prompts; ``forward(image)`` -> logits."""
+    """Frozen CLIP with the subnet's fixed-length deep prompts; ``forward(image)`` -> logits.
+
+    With ``KD_WEIGHT`` > 0 the head adds KD from zero-shot CLIP: the same frozen encoders without
+    prompts, class features averaged over all templates (computed once: no second CLIP).
+    """
 
     def __init__(self, cfg, classnames, clip_model, prompt_lengths):
-        super().__init__(clip_model, cfg.TRAINER.TRAINERSUBNET.TEXT_CHUNK_SIZE)
-        self.prompt_learner = PromptLearner(cfg, classnames, clip_model, prompt_lengths)
-        self.kd_weight = float(cfg.TRAINER.TRAINERSUBNET.KD_WEIGHT)
-        if self.kd_weight > 0:
-            # Teacher text side: zero-shot CLIP, every template, computed once (no second CLIP).
-            self.register_buffer("teacher_text_features", self._zeroshot_text_features(classnames, clip_model),
-                                 persistent=False)
-
-    def _zeroshot_text_features(self, classnames, clip_model):
-        names = [clean_classname(name) for name in classnames]
-        with torch.no_grad():
-            features = 0.0
-            for template in IMAGENET_TEMPLATES:
-                tokenized = tokenize([template.format(name) for name in names], clip_model)
-                features = features + self.encode_text(clip_model.token_embedding(tokenized), tokenized).float()
-        return features / features.norm(dim=-1, keepdim=True)
-
-    def forward(self, image, with_teacher=False):
-        pl = self.prompt_learner
-        image_features = self.encode_image(image, fixed_prompts(pl.ctx_img_lst, self.dtype))
-        text_features = self.encode_text(pl.text_embeddings, pl.tokenized_prompts, fixed_prompts(pl.ctx_txt_lst, self.dtype))
-        logits = self.logits(image_features, text_features)
-        if not with_teacher:
-            return logits
-        with torch.no_grad():
-            teacher = self.logits(self.encode_image(image), self.teacher_text_features)
-        return logits, teacher
-
-
-def distillation_loss(student_logits, teacher_logits, temperature):
-    """KL(teacher || student) at ``temperature``, summed and divided by (batch x classes).
-
-    Multiplied by T^2 (the usual gradient-scale correction; 1 at the release's T = 1).
-    """
-    log_student = F.log_softmax(student_logits / temperature, dim=-1)
-    teacher = F.softmax(teacher_logits / temperature, dim=-1)
-    kl = F.kl_div(log_student, teacher, reduction="sum") / student_logits.numel()
-    return kl * temperature * temperature
+        opts = cfg.TRAINER.TRAINERSUBNET
+        learner = PromptLearner(cfg, classnames, clip_model, prompt_lengths)
+        super().__init__(clip_model, learner, text_chunk_size=opts.TEXT_CHUNK_SIZE)
+        if float(opts.KD_WEIGHT) > 0:
+            teacher = zeroshot_text_features(self, clip_model, classnames, IMAGENET_TEMPLATES, recipe="features")
+            self.head = DistillationHead(teacher, opts.KD_WEIGHT, opts.KD_TEMP)
 
 
 @TRAINER_REGISTRY.register()
-class TrainerSubnet(TrainerX):
+class TrainerSubnet(PromptTrainer):
     """DPL's training stage: trains the prompts of a fixed per-block configuration."""
 
-    MODEL_NAME = "MultiModalPromptLearner"  # the release's checkpoint folder name
+    CONFIG_SECTION = "TRAINERSUBNET"
+    MODEL_NAME = RELEASE_MODEL_NAME  # the release's checkpoint folder name
+    PRECISIONS = SUBNET_PRECISIONS
 
     def check_cfg(self, cfg):
+        super().check_cfg(cfg)
         opts = cfg.TRAINER.TRAINERSUBNET
-        if opts.PREC not in SUBNET_PRECISIONS:
-            raise ValueError(f"TRAINER.TRAINERSUBNET.PREC is {opts.PREC!r}; expected one of {list(SUBNET_PRECISIONS)}.")
-        if opts.CTX_INIT not in CTX_INIT_MODES:
-            raise ValueError(
-                f"TRAINER.TRAINERSUBNET.CTX_INIT is {opts.CTX_INIT!r}; expected one of {list(CTX_INIT_MODES)}."
-            )
+        check_choice("TRAINER.TRAINERSUBNET.CTX_INIT", opts.CTX_INIT, CTX_INIT_MODES)
         if opts.KD_WEIGHT < 0 or opts.KD_TEMP <= 0:
-            raise ValueError("TRAINER.TRAINERSUBNET.KD_WEIGHT must be >= 0 and KD_TEMP > 0.")
+            raise ValueError(
+                f"TRAINER.TRAINERSUBNET.KD_WEIGHT must be >= 0 and KD_TEMP > 0 (got KD_WEIGHT {opts.KD_WEIGHT}, "
+                f"KD_TEMP {opts.KD_TEMP})."
+            )
 
-    def build_model(self):
-        cfg, opts = self.cfg, self.cfg.TRAINER.TRAINERSUBNET
-        classnames = self.dm.dataset.classnames
-        clip_model, self.prec = prepare_clip(cfg, opts.PREC, self.device)
+    def build_custom_clip(self, cfg, classnames, clip_model):
         lengths = searched_prompt_lengths(cfg, clip_model)
         for line in prompt_config.format_lengths({b: {"prompt_lengths": lengths[b]} for b in lengths}):
             print(f"Prompt configuration, {line}")
-
-        self.model = CustomCLIP(cfg, classnames, clip_model, lengths)
-        for name, param in self.model.named_parameters():
-            param.requires_grad_(name.startswith("prompt_learner."))
-        self.model.to(self.device)
-        pl = self.model.prompt_learner
-        n_params = sum(p.numel() for p in pl.parameters())
-        print(f"# learnable prompt params: {n_params:,} ({n_params * 4 / 1024:.1f} KiB per checkpoint in fp32)")
-
-        params = [p for p in pl.parameters() if p.numel() > 0]
-        if not params:
+        if not any(lengths["image"]) and not any(lengths["text"]):
             raise ValueError("The prompt configuration has 0 tokens in every block: nothing to train.")
-        self.optim = build_optimizer(params, cfg.OPTIM)
-        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
-        self.register_model(self.MODEL_NAME, pl, self.optim, self.sched)
-        self.scaler = make_grad_scaler(self.prec, self.device)
-
-    def forward_backward(self, batch):
-        image, label = self.parse_batch_train(batch)
-        kd_weight = self.model.kd_weight
-        with autocast(self.prec, self.device):
-            if kd_weight > 0:
-                output, teacher = self.model(image, with_teacher=True)
-            else:
-                output = self.model(image)
-        output = output.float()
-        loss_ce = F.cross_entropy(output, label)
-        summary = {"loss_ce": loss_ce.item()}
-        loss = loss_ce
-        if kd_weight > 0:
-            loss_kd = distillation_loss(output, teacher.float(), self.cfg.TRAINER.TRAINERSUBNET.KD_TEMP)
-            loss = loss_ce + kd_weight * loss_kd
-            summary["loss_kd"] = loss_kd.item()
-        self.detect_anomaly(loss)
-        self.optim.zero_grad(set_to_none=True)
-        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
-        average_gradients(self.model.prompt_learner.parameters())  # under torchrun: same step on every rank
-        if self.scaler is None:
-            self.optim.step()
-        else:
-            self.scaler.step(self.optim)
-            self.scaler.update()
-        summary.update(loss=loss.item(), acc=compute_accuracy(output, label)[0].item())
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
-        return summary
-
-    def parse_batch_train(self, batch):
-        return batch["img"].to(self.device), batch["label"].to(self.device)
-
-    @torch.no_grad()
-    def model_inference(self, input):
-        with autocast(self.prec, self.device):
-            return self.model(input).float()
-
-    def load_model(self, directory, epoch=None):
-        load_prompt_learners(self, directory, epoch)
+        return CustomCLIP(cfg, classnames, clip_model, lengths)

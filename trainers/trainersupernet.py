@@ -16,31 +16,43 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dassl.engine import TRAINER_REGISTRY, TrainerX
+from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
-from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint, save_checkpoint
 
 from trainers import prompt_config
-from trainers.common import (
-    autocast,
-    average_gradients,
-    clean_classname,
-    get_rank,
-    get_world_size,
-    is_main_process,
-    make_grad_scaler,
-    prepare_clip,
-    tokenize,
-)
-from trainers.deep_prompts import IMPLEMENTATIONS, MixedPrompt, PromptedCLIP, branch_shapes, supernet_options
+from trainers.base import PromptTrainer, check_choice
+from trainers.common import clean_classname, get_rank, get_world_size, is_main_process, load_prompt_learners, \
+    make_grad_scaler, tokenize
+from trainers.deep_prompts import MODEL_NAME as RELEASE_MODEL_NAME, IMPLEMENTATIONS, MixedPrompt, branch_shapes, supernet_options
+from trainers.model import PromptedCLIP, PromptProvider
 from trainers.search_data import MultiDataManager, ValidationBatches, build_search_data, per_dataset_accuracy
 
 SEARCH_PRECISIONS = ("fp32", "amp", "bf16")
 VAL_BATCH_MODES = ("cycle", "first")
 
+OPTIONS = {
+    "TRAINER.TRAINERSUPERNET": {
+        "N_CTX_VISION": (6, "largest number of prompt tokens per image block (options 0..N)"),
+        "N_CTX_TEXT": (6, "largest number of prompt tokens per text block (options 0..N)"),
+        "CTX_INIT": ("a photo of a", "words before the class name in the (fixed) text input"),
+        "PREC": ("fp32", "precision: fp32, amp or bf16"),
+        "IMPL": ("fused", "mixture implementation: fused (one attention) or naive (one per option, the release's)"),
+        "ALPHA_LR": (0.0035, "learning rate of the alphas' Adam"),
+        "ALPHA_BETAS": ((0.5, 0.999), "betas of the alphas' Adam"),
+        "ALPHA_WEIGHT_DECAY": (0.0, "weight decay of the alphas' Adam"),
+        "ALPHA_INIT_STD": (1e-3, "alphas start ~ N(0, std^2)"),
+        "VAL_BATCHES": ("cycle", "alpha-step batches: cycle (the whole shuffled val split) or first (the release)"),
+        "VAL_BATCH_SIZE": (16, "batch size of the alpha steps"),
+        "INIT_IMG": ("normal", "image prompt options start ~ normal (N(0, 1)), uniform ([0, 1)) or a float std"),
+        "INIT_TXT": ("uniform", "text prompt options start ~ normal, uniform or a float std"),
+        "DOMINANCE_MARGIN": (0.1, "a block is single-dominant when its top softmax weight leads by more than this"),
+        "TEXT_CHUNK_SIZE": (0, "> 0: classes per text chunk, with activation checkpointing (memory)"),
+    },
+}
 
-class PromptLearner(nn.Module):
+
+class PromptLearner(PromptProvider):
     """All prompt options and both alpha matrices; names as the official release's.
 
     ``ctx_img_lst.<block>.<i>`` / ``ctx_txt_lst.<block>.<i>`` hold option k = i + 1
@@ -67,6 +79,16 @@ class PromptLearner(nn.Module):
         # Class-dependent and derivable: kept out of checkpoints.
         self.register_buffer("text_embeddings", embeddings, persistent=False)
         self.register_buffer("tokenized_prompts", tokenized, persistent=False)
+        self.impl = opts.IMPL
+
+    def text_input(self, image_features=None):
+        return self.text_embeddings, self.tokenized_prompts
+
+    def image_prompts(self, dtype):
+        return self.mixed_prompts("image", self.impl, dtype)
+
+    def text_prompts(self, dtype):
+        return self.mixed_prompts("text", self.impl, dtype)
 
     def prompt_parameters(self):
         return list(self.ctx_img_lst.parameters()) + list(self.ctx_txt_lst.parameters())
@@ -93,17 +115,8 @@ class CustomCLIP(PromptedCLIP):
     """The supernet: frozen CLIP whose blocks mix all prompt options; ``forward(image)`` -> logits."""
 
     def __init__(self, cfg, classnames, clip_model):
-        super().__init__(clip_model, cfg.TRAINER.TRAINERSUPERNET.TEXT_CHUNK_SIZE)
-        self.prompt_learner = PromptLearner(cfg, classnames, clip_model)
-        self.impl = cfg.TRAINER.TRAINERSUPERNET.IMPL
-
-    def forward(self, image):
-        pl = self.prompt_learner
-        image_features = self.encode_image(image, pl.mixed_prompts("image", self.impl, self.dtype))
-        text_features = self.encode_text(
-            pl.text_embeddings, pl.tokenized_prompts, pl.mixed_prompts("text", self.impl, self.dtype)
-        )
-        return self.logits(image_features, text_features)
+        chunk = cfg.TRAINER.TRAINERSUPERNET.TEXT_CHUNK_SIZE
+        super().__init__(clip_model, PromptLearner(cfg, classnames, clip_model), text_chunk_size=chunk)
 
 
 def _set_trainable(params, flag):
@@ -112,21 +125,18 @@ def _set_trainable(params, flag):
 
 
 @TRAINER_REGISTRY.register()
-class TrainerSupernet(TrainerX):
+class TrainerSupernet(PromptTrainer):
     """DPL's search stage (bilevel, first order): an alpha step, then a prompt step, per iteration."""
 
-    MODEL_NAME = "MultiModalPromptLearner"  # the release's checkpoint folder name
+    CONFIG_SECTION = "TRAINERSUPERNET"
+    MODEL_NAME = RELEASE_MODEL_NAME  # the release's checkpoint folder name
+    PRECISIONS = SEARCH_PRECISIONS
 
     def check_cfg(self, cfg):
+        super().check_cfg(cfg)
         opts = cfg.TRAINER.TRAINERSUPERNET
-        checks = [
-            ("PREC", opts.PREC, SEARCH_PRECISIONS),
-            ("IMPL", opts.IMPL, IMPLEMENTATIONS),
-            ("VAL_BATCHES", opts.VAL_BATCHES, VAL_BATCH_MODES),
-        ]
-        for key, value, allowed in checks:
-            if value not in allowed:
-                raise ValueError(f"TRAINER.TRAINERSUPERNET.{key} is {value!r}; expected one of {list(allowed)}.")
+        check_choice("TRAINER.TRAINERSUPERNET.IMPL", opts.IMPL, IMPLEMENTATIONS)
+        check_choice("TRAINER.TRAINERSUPERNET.VAL_BATCHES", opts.VAL_BATCHES, VAL_BATCH_MODES)
         for key in ("N_CTX_VISION", "N_CTX_TEXT"):
             if int(opts[key]) < 0:
                 raise ValueError(f"TRAINER.TRAINERSUPERNET.{key} must be >= 0 (got {opts[key]}).")
@@ -141,28 +151,22 @@ class TrainerSupernet(TrainerX):
         )
 
     # ----------------------------------------------------------------- model
-    def build_model(self):
-        cfg, opts = self.cfg, self.cfg.TRAINER.TRAINERSUPERNET
-        classnames = self.dm.dataset.classnames
-        clip_model, self.prec = prepare_clip(cfg, opts.PREC, self.device)
-
+    def build_custom_clip(self, cfg, classnames, clip_model):
         print("Building the supernet")
-        self.model = CustomCLIP(cfg, classnames, clip_model)
-        for name, param in self.model.named_parameters():
-            param.requires_grad_(name.startswith("prompt_learner."))
-        self.model.to(self.device)
+        return CustomCLIP(cfg, classnames, clip_model)
+
+    def optimizer_parameters(self):
+        return self.model.prompt_learner.prompt_parameters()  # the alphas have their own optimiser
+
+    def build_model(self):
+        super().build_model()
+        opts = self.cfg.TRAINER.TRAINERSUPERNET
         pl = self.model.prompt_learner
         self.prompt_params, self.alpha_params = pl.prompt_parameters(), pl.alpha_parameters()
-        shapes = branch_shapes(clip_model)
         print(
-            f"Search space: image {shapes['image'][0]} blocks x options 0..{pl.n_ctx_vision}, "
-            f"text {shapes['text'][0]} blocks x options 0..{pl.n_ctx_text}; implementation: {self.model.impl}"
+            f"Search space: image {len(pl.ctx_img_lst)} blocks x options 0..{pl.n_ctx_vision}, "
+            f"text {len(pl.ctx_txt_lst)} blocks x options 0..{pl.n_ctx_text}; implementation: {pl.impl}"
         )
-        print(f"# prompt params: {sum(p.numel() for p in self.prompt_params):,}")
-
-        self.optim = build_optimizer(self.prompt_params, cfg.OPTIM)
-        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
-        self.register_model(self.MODEL_NAME, pl, self.optim, self.sched)
         self.alpha_optim = torch.optim.Adam(
             self.alpha_params,
             lr=opts.ALPHA_LR,
@@ -170,7 +174,7 @@ class TrainerSupernet(TrainerX):
             weight_decay=opts.ALPHA_WEIGHT_DECAY,
         )
         # One scaler per optimiser: their loss scales evolve independently.
-        self.scalers = {step: make_grad_scaler(self.prec, self.device) for step in ("alpha", "prompt")}
+        self.scalers = {"alpha": make_grad_scaler(self.prec, self.device), "prompt": self.scaler}
 
     # ------------------------------------------------------------- training
     def forward_backward(self, batch):
@@ -194,30 +198,12 @@ class TrainerSupernet(TrainerX):
         _set_trainable(others, False)
         _set_trainable(params, True)
         try:
-            with autocast(self.prec, self.device):
-                output = self.model(image)
-            loss = F.cross_entropy(output.float(), label)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"The {step} step produced a non-finite loss ({loss.item()}) at epoch {self.epoch + 1}, "
-                    f"batch {self.batch_idx + 1}. Lower the learning rate "
-                    f"({'TRAINER.TRAINERSUPERNET.ALPHA_LR' if step == 'alpha' else 'OPTIM.LR'}) or use PREC fp32."
-                )
-            optim.zero_grad(set_to_none=True)
-            scaler = self.scalers[step]
-            (loss if scaler is None else scaler.scale(loss)).backward()
-            average_gradients(params)  # under torchrun: every rank takes the same step
-            if scaler is None:
-                optim.step()
-            else:
-                scaler.step(optim)
-                scaler.update()
+            loss, terms, output = self.compute_loss(image, label, self.dataset_of_labels(label))
+            lr_key = "TRAINER.TRAINERSUPERNET.ALPHA_LR" if step == "alpha" else "OPTIM.LR"
+            self.optimizer_step(loss, optim, self.scalers[step], terms=terms, step=step, lr_key=lr_key)
         finally:
             _set_trainable(others, True)
         return loss.detach(), output.detach()
-
-    def parse_batch_train(self, batch):
-        return batch["img"].to(self.device), batch["label"].to(self.device)
 
     # --------------------------------------------------------- checkpoints
     def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
@@ -249,22 +235,7 @@ class TrainerSupernet(TrainerX):
 
     def load_model(self, directory, epoch=None):
         """Load prompts and alphas by name (also from an official release checkpoint)."""
-        if not directory:
-            print("Note that load_model() is skipped as no pretrained model is given")
-            return
-        name = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
-        path = osp.join(directory, self.MODEL_NAME, name)
-        if not osp.exists(path):
-            raise FileNotFoundError(f'No checkpoint at "{path}" (expected <model-dir>/{self.MODEL_NAME}/{name}).')
-        state_dict = load_checkpoint(path)["state_dict"]
-        learnable = {k: v for k, v in state_dict.items() if k.startswith(("ctx_", "alphas_"))}
-        missing, _ = self.model.prompt_learner.load_state_dict(learnable, strict=False)
-        if missing:
-            raise RuntimeError(
-                f'Checkpoint "{path}" lacks {missing[:4]}{"..." if len(missing) > 4 else ""}; was it searched '
-                f"with the same backbone and N_CTX_VISION / N_CTX_TEXT?"
-            )
-        print(f'Loaded prompts and alphas from "{path}"')
+        load_prompt_learners(self, directory, epoch, keep=lambda key: key.startswith(("ctx_", "alphas_")))
 
     # ------------------------------------------------------------- outputs
     def before_train(self):
@@ -303,6 +274,7 @@ class TrainerSupernet(TrainerX):
             plot_convergence(history, osp.join(self.output_dir, "convergence.png"))
         super().after_train()
 
+
     # ----------------------------------------------------------- evaluation
     def test(self, split=None):
         """Accuracy over the whole split; with several datasets, also per dataset."""
@@ -313,11 +285,6 @@ class TrainerSupernet(TrainerX):
             for name, accuracy in per_dataset_accuracy(self.dm.dataset, y_true, y_pred).items():
                 print(f"* accuracy on {name}: {accuracy:.1f}%")
         return result
-
-    @torch.no_grad()
-    def model_inference(self, input):
-        with autocast(self.prec, self.device):
-            return self.model(input).float()
 
 
 def rng_state():

@@ -9,63 +9,60 @@
 Config: ``TRAINER.ZSCLIP.PREC``. Nothing is registered or trained, so
 ``load_model`` is a no-op and no checkpoint is read or written.
 """
-import torch
-
-from dassl.engine import TRAINER_REGISTRY, TrainerX
+from dassl.engine import TRAINER_REGISTRY
 
 from datasets.templates import IMAGENET_TEMPLATES_SELECT, ZEROSHOT_TEMPLATES, template_for
-from trainers.common import (
-    autocast,
-    check_precision,
-    clean_classname,
-    prepare_clip,
-    tokenize,
-)
+from trainers.base import PromptTrainer
+from trainers.common import autocast
+from trainers.model import PromptedCLIP, PromptProvider
+from trainers.zeroshot_text import zeroshot_text_features
+
+OPTIONS = {
+    "TRAINER.ZSCLIP": {
+        "PREC": ("fp16", "precision: fp16, fp32, amp or bf16 (trainers/common.py)"),
+    },
+}
+
+
+class PromptLearner(PromptProvider):
+    """No prompt: fixed class features from templates (the zero-shot classifier)."""
+
+    def __init__(self, text_features):
+        super().__init__()
+        self.register_buffer("text_features", text_features, persistent=False)  # (n_cls, embed)
+
+    def class_text_features(self, model, image_features):
+        return self.text_features
+
+
+class CustomCLIP(PromptedCLIP):
+    def __init__(self, clip_model, templates, classnames, prec, device):
+        super().__init__(clip_model)
+        clip_model.to(device)
+        with autocast(prec, device):
+            text_features = zeroshot_text_features(self, clip_model, classnames, templates, recipe="features")
+        self.prompt_learner = PromptLearner(text_features)
 
 
 @TRAINER_REGISTRY.register()
-class ZeroshotCLIP(TrainerX):
+class ZeroshotCLIP(PromptTrainer):
     """CLIP with a fixed text classifier built from prompt templates."""
 
-    def check_cfg(self, cfg):
-        check_precision(cfg.TRAINER.ZSCLIP.PREC)
+    CONFIG_SECTION = "ZSCLIP"
+    TRAINS = False
 
     def templates(self):
         return [template_for(self.cfg, ZEROSHOT_TEMPLATES)]
 
-    def build_model(self):
-        cfg = self.cfg
-        classnames = [clean_classname(c) for c in self.dm.dataset.classnames]
-        clip_model, self.prec = prepare_clip(cfg, cfg.TRAINER.ZSCLIP.PREC, self.device)
-        clip_model.to(self.device)
-
+    def build_custom_clip(self, cfg, classnames, clip_model):
         templates = self.templates()
         print(f"Prompt templates ({len(templates)}): {templates}")
-        with torch.no_grad(), autocast(self.prec, self.device):
-            per_template = []
-            for template in templates:
-                prompts = tokenize([template.format(c) for c in classnames], clip_model)
-                features = clip_model.encode_text(prompts.to(self.device)).float()
-                per_template.append(features / features.norm(dim=-1, keepdim=True))
-            # Ensemble in the normalised space, then renormalise (CLIP's recipe).
-            text_features = torch.stack(per_template).mean(dim=0)  # (n_cls, embed)
-            text_features = text_features / text_features.norm(dim=-1, keepdim=True)
-
-        self.text_features = text_features
-        self.clip_model = clip_model
+        return CustomCLIP(clip_model, templates, classnames, self.prec, self.device)
 
     def forward_backward(self, batch):
         raise RuntimeError(
             f"{type(self).__name__} has nothing to train; run train.py with --eval-only."
         )
-
-    def model_inference(self, image):
-        with autocast(self.prec, self.device):
-            image_features = self.clip_model.encode_image(image.type(self.clip_model.dtype))
-        image_features = image_features.float()
-        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
-        logit_scale = self.clip_model.logit_scale.exp().float()
-        return logit_scale * image_features @ self.text_features.t()  # (batch, n_cls)
 
 
 @TRAINER_REGISTRY.register()

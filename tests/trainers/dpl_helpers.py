@@ -50,3 +50,30 @@ def subnet_argv(root, clip_path, output_dir, *opts, epochs=2, seed=1):
         "--dataset-config-file", TOY_YAML, "--config-file", SUBNET_YAML,
         *FAST_OPTS, "MODEL.BACKBONE.PATH", clip_path, "OPTIM.MAX_EPOCH", epochs, *opts,
     ]
+
+
+# Settings under which a short run must visibly learn (the release's warm-up epoch at 1e-5 and
+# its SGD rate barely move a tiny random CLIP in one epoch).
+LEARNING_OPTS = ["OPTIM.NAME", "adam", "OPTIM.LR", "0.01", "OPTIM.WARMUP_EPOCH", "0"]
+
+
+def test_loss(trainer):
+    """Mean cross-entropy of ``trainer.model_inference`` over its test split (no augmentation)."""
+    import torch
+    import torch.nn.functional as F
+
+    trainer.set_model_mode("eval")
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in trainer.test_loader:
+            image, label = trainer.parse_batch_test(batch)
+            total += F.cross_entropy(trainer.model_inference(image).float(), label, reduction="sum").item()
+            count += len(label)
+    return total / count
+
+
+def learnable_state(trainer):
+    return {k: v.detach().clone() for k, v in trainer.model.prompt_learner.state_dict().items()}
+
+
+test_loss.__test__ = False  # a helper, not a test

@@ -6,7 +6,6 @@ import torch.nn.functional as F
 from clip.tiny import build_random_clip
 from trainers.deep_prompts import (
     MixedPrompt,
-    PromptedCLIP,
     branch_shapes,
     fixed_prompts,
     mixed_attention_fused,
@@ -14,6 +13,7 @@ from trainers.deep_prompts import (
     subnet_prompts,
     supernet_options,
 )
+from trainers.model import PromptedCLIP
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_subnet_zero_length_blocks_are_plain_blocks(clip_model):
 
 def test_resnet_backbone_is_refused_with_a_clear_message():
     with pytest.raises(ValueError, match="ResNet backbone"):
-        PromptedCLIP(build_random_clip("RN"))
+        branch_shapes(build_random_clip("RN"))
 
 
 def test_chunked_text_encoding_gives_the_same_logits_and_gradients(clip_model):
@@ -144,4 +144,4 @@ def test_chunked_text_encoding_gives_the_same_logits_and_gradients(clip_model):
         results.append((logits.detach(), torch.autograd.grad(logits.square().sum(), params)))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-5)
     for chunked, whole in zip(results[1][1], results[0][1]):
-        torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-5)

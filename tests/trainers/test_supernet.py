@@ -10,7 +10,7 @@ from PIL import Image
 
 from clip.tiny import save_tiny_clip
 from dassl.utils import load_checkpoint
-from dpl_helpers import run_train, search_argv
+from dpl_helpers import LEARNING_OPTS, learnable_state, run_train, search_argv, test_loss
 
 
 @pytest.fixture(scope="module")
@@ -208,16 +208,22 @@ def test_a_release_checkpoint_loads_by_name(finished_search, tmp_path):
 
     del release_state["ctx_txt_lst.2.1"]
     torch.save({"state_dict": release_state, "epoch": 80}, folder / "model.pth.tar-80")
-    with pytest.raises(RuntimeError, match="lacks .*ctx_txt_lst.2.1"):
+    with pytest.raises(RuntimeError, match="missing .*ctx_txt_lst.2.1"):
         trainer.load_model(str(tmp_path / "release"), epoch=80)
 
 
 @pytest.mark.parametrize("prec", ["bf16", "amp"])
-def test_reduced_precision_searches_run(dpl_clip, dpl_data_root, tmp_path, prec):
+def test_reduced_precision_searches_learn(dpl_clip, dpl_data_root, tmp_path, prec):
     falls_back = prec == "amp" and not torch.cuda.is_available()
+    argv = search_argv(dpl_data_root, dpl_clip, tmp_path / prec, "TRAINER.TRAINERSUPERNET.PREC", prec,
+                       *LEARNING_OPTS, epochs=2)
     with pytest.warns(UserWarning, match="needs a GPU") if falls_back else contextlib.nullcontext():
-        trainer = run_train(search_argv(dpl_data_root, dpl_clip, tmp_path / prec, "TRAINER.TRAINERSUPERNET.PREC", prec,
-                                        epochs=1))
+        trainer = run_train(["--no-train"] + argv)
     assert trainer.prec == ("fp32" if falls_back else prec)
     assert all(s is None for s in trainer.scalers.values()) == (trainer.prec != "amp")
-    assert np.isfinite(np.load(tmp_path / prec / "alpha_e1_img.npy")).all()
+    before, loss_before = learnable_state(trainer), test_loss(trainer)
+    trainer.train()
+    after = learnable_state(trainer)
+    assert all(not torch.equal(before[k], after[k]) for k in after)  # every option and both alphas moved
+    assert test_loss(trainer) < loss_before
+    assert np.isfinite(np.load(tmp_path / prec / "alpha_e2_img.npy")).all()
