@@ -1,4 +1,4 @@
-"""Default values of every engine key (Dassl 0.6.3 tree plus DATASET.SUBSAMPLE_CLASSES).
+"""Default values of every engine key (Dassl 0.6.3 tree plus DATASET.SUBSAMPLE_CLASSES and DATASET.LABEL_SPACE).
 
 Types matter: yacs coerces merged values to the default's type, so ``()`` and ``[]``
 are not interchangeable. Method-specific nodes (TRAINER.COOP, ...) are added by
@@ -64,6 +64,11 @@ _C.DATASET.CIFAR_C_LEVEL = 1
 _C.DATASET.ALL_AS_UNLABELED = False
 # Not in Dassl 0.6.3: "all" | "base" | "new" (CoOp base-to-new); every dataset reads it
 _C.DATASET.SUBSAMPLE_CLASSES = "all"
+# Not in Dassl 0.6.3. With several datasets (NAME "A,B"; labels concatenated, A's first):
+# "concatenated" (one softmax over all classes of all datasets, what the DPL release and
+# MVLPT do) or "per_task" (each sample's logits restricted to its own dataset's classes;
+# trainers apply it with dassl.data.datasets.restrict_logits_to_dataset)
+_C.DATASET.LABEL_SPACE = "concatenated"
 
 ###########################
 # Dataloader

@@ -49,6 +49,8 @@ def build_data_loader(
 class DataManager:
     """Builds the dataset named by ``cfg.DATASET.NAME``, its transforms and its four loaders.
 
+    A comma-separated name ("A,B") gives a ``JoinedDataset`` (see ``datasets/joined.py``).
+
     Attributes: ``dataset``, ``train_loader_x``, ``train_loader_u`` (None unless the dataset
     has unlabelled data), ``val_loader`` (None without a val split), ``test_loader``;
     properties ``num_classes``, ``num_source_domains``, ``lab2cname``.
@@ -111,7 +113,9 @@ class DataManager:
         test_loader = eval_loader(dataset.test)
 
         self._num_classes = dataset.num_classes
-        self._num_source_domains = len(cfg.DATASET.SOURCE_DOMAINS)
+        # A joined dataset's domains are its datasets
+        joined_names = getattr(dataset, "dataset_names", None)
+        self._num_source_domains = len(joined_names) if joined_names else len(cfg.DATASET.SOURCE_DOMAINS)
         self._lab2cname = dataset.lab2cname
 
         self.dataset = dataset
@@ -136,18 +140,32 @@ class DataManager:
         return self._lab2cname
 
     def show_dataset_summary(self, cfg):
+        """Dataset's table; for a joined dataset each count is followed by its per-dataset parts."""
+        dataset = self.dataset
+        names = getattr(dataset, "dataset_names", None)
+
+        def count(total, parts):
+            if not names:
+                return "{:,}".format(total)
+            return "{:,} ({})".format(total, ", ".join("{} {:,}".format(n, c) for n, c in zip(names, parts)))
+
+        def split_row(split):
+            items = getattr(dataset, split)
+            parts = list(dataset.count_per_dataset(split).values()) if names else None
+            return ["# " + split, count(len(items), parts)]
+
         rows = [["Dataset", cfg.DATASET.NAME]]
         if cfg.DATASET.SOURCE_DOMAINS:
             rows.append(["Source", str(cfg.DATASET.SOURCE_DOMAINS)])
         if cfg.DATASET.TARGET_DOMAINS:
             rows.append(["Target", str(cfg.DATASET.TARGET_DOMAINS)])
-        rows.append(["# classes", "{:,}".format(self.num_classes)])
-        rows.append(["# train_x", "{:,}".format(len(self.dataset.train_x))])
-        if self.dataset.train_u:
-            rows.append(["# train_u", "{:,}".format(len(self.dataset.train_u))])
-        if self.dataset.val:
-            rows.append(["# val", "{:,}".format(len(self.dataset.val))])
-        rows.append(["# test", "{:,}".format(len(self.dataset.test))])
+        rows.append(["# classes", count(self.num_classes, getattr(dataset, "num_classes_per_dataset", None))])
+        rows.append(split_row("train_x"))
+        if dataset.train_u:
+            rows.append(split_row("train_u"))
+        if dataset.val:
+            rows.append(split_row("val"))
+        rows.append(split_row("test"))
         print(format_simple_table(rows))
 
 
@@ -160,7 +178,10 @@ def format_simple_table(rows):
 
 
 class DatasetWrapper(Dataset):
-    """Turns a list of Datum into dicts ``{"img", "label", "domain", "impath", "index"}``.
+    """Turns a list of Datum into dicts ``{"img", "label", "domain", "dataset", "impath", "index"}``.
+
+    ``dataset`` is the index of the item's dataset in a joined dataset (0 otherwise), so a
+    trainer can restrict each sample's logits to its own dataset's classes.
 
     ``transform`` may be one callable (key ``img``) or a list (keys ``img``, ``img2``, ...);
     with ``DATALOADER.K_TRANSFORMS > 1`` (training) each key holds a list of K views.
@@ -188,7 +209,8 @@ class DatasetWrapper(Dataset):
 
     def __getitem__(self, idx):
         item = self.data_source[idx]
-        output = {"label": item.label, "domain": item.domain, "impath": item.impath, "index": idx}
+        output = {"label": item.label, "domain": item.domain, "dataset": getattr(item, "dataset", 0),
+                  "impath": item.impath, "index": idx}
         img0 = read_image(item.impath)
         if self.transform is not None:
             if isinstance(self.transform, (list, tuple)):

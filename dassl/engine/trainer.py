@@ -308,7 +308,9 @@ class SimpleTrainer(TrainerBase):
 
         self.build_data_loader()
         self.build_model()
-        self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
+        # The dataset lets the evaluator report each dataset of a joined one (DATASET.NAME "A,B").
+        dataset = getattr(getattr(self, "dm", None), "dataset", None)
+        self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname, dataset=dataset)
         self.best_result = -np.inf
 
     def check_cfg(self, cfg):

@@ -1,24 +1,47 @@
 """Evaluators: accumulate (logits, labels) batches, then print and return metrics."""
 
+import inspect
 import os.path as osp
 from collections import OrderedDict, defaultdict
 
 import numpy as np
 import torch
 
+from dassl.data.datasets.joined import dataset_index_of_label, is_joined_dataset
 from dassl.utils import Registry, all_gather_object, check_availability, is_main_process
 
-__all__ = ["EVALUATOR_REGISTRY", "build_evaluator", "EvaluatorBase", "Classification"]
+__all__ = ["EVALUATOR_REGISTRY", "build_evaluator", "EvaluatorBase", "Classification", "PerDatasetClassification"]
 
 EVALUATOR_REGISTRY = Registry("EVALUATOR")
 
 
 def build_evaluator(cfg, **kwargs):
-    avai_evaluators = EVALUATOR_REGISTRY.registered_names()
-    check_availability(cfg.TEST.EVALUATOR, avai_evaluators)
+    """The evaluator named by TEST.EVALUATOR, built with ``(cfg, **kwargs)``.
+
+    The engine passes ``lab2cname`` and ``dataset``. On a joined dataset (DATASET.NAME "A,B")
+    the default "Classification" becomes "PerDatasetClassification", which adds per-dataset
+    accuracy. ``dataset`` is left out for evaluators whose ``__init__`` cannot take it.
+    """
+    name = cfg.TEST.EVALUATOR
+    dataset = kwargs.get("dataset")
+    if name == "Classification" and is_joined_dataset(dataset):
+        name = "PerDatasetClassification"
+        print('The data joins {} datasets ({}): evaluator "PerDatasetClassification" instead of the default '
+              '"Classification" (same metrics plus accuracy per dataset)'.format(
+                  len(dataset.dataset_names), ", ".join(dataset.dataset_names)))
+    check_availability(name, EVALUATOR_REGISTRY.registered_names())
     if cfg.VERBOSE:
-        print("Loading evaluator: {}".format(cfg.TEST.EVALUATOR))
-    return EVALUATOR_REGISTRY.get(cfg.TEST.EVALUATOR)(cfg, **kwargs)
+        print("Loading evaluator: {}".format(name))
+    evaluator_class = EVALUATOR_REGISTRY.get(name)
+    if "dataset" in kwargs and not _accepts_keyword(evaluator_class, "dataset"):
+        kwargs = {key: value for key, value in kwargs.items() if key != "dataset"}
+    return evaluator_class(cfg, **kwargs)
+
+
+def _accepts_keyword(cls, keyword):
+    """Whether ``cls(...)`` takes ``keyword`` (by name or through ``**kwargs``)."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return any(p.kind == p.VAR_KEYWORD or (p.name == keyword and p.kind != p.POSITIONAL_ONLY) for p in params)
 
 
 class EvaluatorBase:
@@ -40,14 +63,17 @@ class Classification(EvaluatorBase):
     """Accuracy, error rate and macro-F1 (per-class accuracy and confusion matrix optional).
 
     Under torch.distributed each rank sees its own shard (no padded duplicates, see
-    ``EvalDistributedSampler``); ``evaluate()`` gathers the shards so every rank returns
-    metrics over the whole split, and only rank 0 prints and saves.
+    ``EvalDistributedSampler``); ``evaluate()`` gathers the shards once, so every rank returns
+    metrics over the whole split, and only rank 0 prints and saves. After ``evaluate()``,
+    ``counts`` holds ``{"total": ..., "correct": ...}`` of the whole split.
     """
 
-    def __init__(self, cfg, lab2cname=None, **kwargs):
+    def __init__(self, cfg, lab2cname=None, dataset=None, **kwargs):
         super().__init__(cfg)
         self._lab2cname = lab2cname
+        self._dataset = dataset
         self._per_class_res = None
+        self.counts = None
         if cfg.TEST.PER_CLASS_RESULT:
             assert lab2cname is not None, "TEST.PER_CLASS_RESULT needs lab2cname (label -> class name)"
         self.reset()
@@ -80,9 +106,22 @@ class Classification(EvaluatorBase):
         return np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
 
     def evaluate(self):
-        y_true, y_pred = self._gather()
+        y_true, y_pred = self._gather()  # the only collective: subclasses work on these arrays
+        results, lines = self._summarize(y_true, y_pred)
+        if is_main_process():
+            print("\n".join(lines))
+            if self.cfg.TEST.COMPUTE_CMAT:
+                cmat = confusion_matrix(y_true, y_pred, normalize_rows=True)
+                save_path = osp.join(self.cfg.OUTPUT_DIR, "cmat.pt")
+                torch.save(cmat, save_path)
+                print("Confusion matrix is saved to {}".format(save_path))
+        return results
+
+    def _summarize(self, y_true, y_pred):
+        """``(results, printed lines)`` of the gathered split; results start with "accuracy"."""
         total = len(y_true)
         correct = int((y_true == y_pred).sum())
+        self.counts = {"total": total, "correct": correct}
         acc = 100.0 * correct / max(total, 1)
         err = 100.0 - acc
         macro_f1 = 100.0 * macro_f1_score(y_true, y_pred)
@@ -113,15 +152,57 @@ class Classification(EvaluatorBase):
             mean_acc = float(np.mean(accs)) if accs else 0.0
             lines.append("* average: {:.1f}%".format(mean_acc))
             results["perclass_accuracy"] = mean_acc
+        return results, lines
 
-        if is_main_process():
-            print("\n".join(lines))
-            if self.cfg.TEST.COMPUTE_CMAT:
-                cmat = confusion_matrix(y_true, y_pred, normalize_rows=True)
-                save_path = osp.join(self.cfg.OUTPUT_DIR, "cmat.pt")
-                torch.save(cmat, save_path)
-                print("Confusion matrix is saved to {}".format(save_path))
-        return results
+
+@EVALUATOR_REGISTRY.register()
+class PerDatasetClassification(Classification):
+    """``Classification`` plus the accuracy of each dataset of a joined dataset (DATASET.NAME "A,B").
+
+    A sample belongs to the dataset whose label range (``dataset.class_offsets``) holds its
+    true label. Prints, after Classification's lines::
+
+        => per-dataset result
+        * accuracy on A: 81.2% (total: 96, correct: 78)
+        * mean over datasets: 70.0%
+
+    and adds ``results["accuracy/<name>"]`` per dataset and ``results["mean_dataset_accuracy"]``
+    (overall accuracy stays the first entry). Datasets absent from the split are left out.
+    ``counts_per_dataset`` holds ``{name: {"total": ..., "correct": ...}}`` after ``evaluate()``.
+    Without a joined dataset, the whole split counts as one dataset named DATASET.NAME.
+    """
+
+    def __init__(self, cfg, lab2cname=None, dataset=None, **kwargs):
+        super().__init__(cfg, lab2cname=lab2cname, dataset=dataset, **kwargs)
+        if is_joined_dataset(dataset):
+            self.dataset_names = list(dataset.dataset_names)
+            self.class_offsets = list(dataset.class_offsets)
+        else:
+            self.dataset_names = [cfg.DATASET.NAME or "dataset"]
+            self.class_offsets = [0]
+        self.counts_per_dataset = None
+
+    def _summarize(self, y_true, y_pred):
+        results, lines = super()._summarize(y_true, y_pred)
+        dataset_of_sample = dataset_index_of_label(y_true, self.class_offsets)
+        self.counts_per_dataset = OrderedDict()
+        lines.append("=> per-dataset result")
+        accs = []
+        for k, name in enumerate(self.dataset_names):
+            mine = dataset_of_sample == k
+            total = int(mine.sum())
+            if total == 0:
+                continue
+            correct = int((y_true[mine] == y_pred[mine]).sum())
+            acc = 100.0 * correct / total
+            accs.append(acc)
+            self.counts_per_dataset[name] = {"total": total, "correct": correct}
+            results["accuracy/" + name] = acc
+            lines.append("* accuracy on {}: {:.1f}% (total: {:,}, correct: {:,})".format(name, acc, total, correct))
+        mean_acc = float(np.mean(accs)) if accs else 0.0
+        results["mean_dataset_accuracy"] = mean_acc
+        lines.append("* mean over datasets: {:.1f}%".format(mean_acc))
+        return results, lines
 
 
 def confusion_matrix(y_true, y_pred, normalize_rows=False):

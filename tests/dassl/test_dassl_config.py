@@ -24,7 +24,7 @@ def test_default_values_and_types():
     assert cfg.OPTIM.WARMUP_CONS_LR == 1e-5 and cfg.OPTIM.WEIGHT_DECAY == 5e-4
     assert cfg.DATALOADER.TRAIN_X.SAMPLER == "RandomSampler" and cfg.DATALOADER.NUM_WORKERS == 4
     assert cfg.TEST.FINAL_MODEL == "last_step" and cfg.TEST.EVALUATOR == "Classification"
-    assert cfg.DATASET.SUBSAMPLE_CLASSES == "all"
+    assert cfg.DATASET.SUBSAMPLE_CLASSES == "all" and cfg.DATASET.LABEL_SPACE == "concatenated"
     assert cfg.TRAINER.FIXMATCH.STRONG_TRANSFORMS == ()
     # User trainer nodes are defined by train.py, not by the engine
     assert "COOP" not in cfg.TRAINER and "USE_WRITER" not in cfg

@@ -117,7 +117,8 @@ def test_wrapper_and_loader(tmp_path):
     cfg.DATALOADER.RETURN_IMG0 = True
     tfm = build_transform(cfg, is_train=True)
     sample = DatasetWrapper(cfg, items, transform=tfm, is_train=True)[3]
-    assert set(sample) == {"img", "img0", "label", "domain", "impath", "index"}
+    assert set(sample) == {"img", "img0", "label", "domain", "dataset", "impath", "index"}
+    assert sample["dataset"] == 0  # a single dataset
     assert isinstance(sample["img"], list) and len(sample["img"]) == 2 and sample["index"] == 3
     both = DatasetWrapper(cfg, items, transform=[tfm, tfm], is_train=False)[0]
     assert both["img"].shape == both["img2"].shape == (3, 16, 16)

@@ -1,14 +1,17 @@
-"""torch.distributed paths with 2 CPU processes (gloo): sharding, gathering, gradient averaging."""
+"""torch.distributed with 2 CPU processes (gloo): sharding, gathering (each item counted once), gradient averaging."""
 
+import contextlib
+import io
 import os
 import socket
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from dassl.config import get_cfg_default
-from dassl.evaluation import Classification
+from dassl.evaluation import Classification, PerDatasetClassification
 from dassl.utils import average_gradients, get_rank, get_world_size, is_main_process
 
 N_ITEMS, N_CLASSES = 11, 3
@@ -19,13 +22,21 @@ def fake_prediction(i):
     return i % N_CLASSES, (i * 7 + i // 4) % N_CLASSES
 
 
-def evaluate(indices):
+# Classes 0-1 are dataset "A", class 2 is dataset "B"
+JOINED = SimpleNamespace(dataset_names=["A", "B"], class_offsets=[0, 2], num_classes_per_dataset=[2, 1])
+
+
+def evaluate(indices, per_dataset=False):
+    """(results, counts, counts per dataset, printed text) of the evaluator over ``indices``."""
     cfg = get_cfg_default()
-    evaluator = Classification(cfg)
+    evaluator = PerDatasetClassification(cfg, dataset=JOINED) if per_dataset else Classification(cfg)
     labels = torch.tensor([fake_prediction(i)[0] for i in indices])
     preds = torch.tensor([fake_prediction(i)[1] for i in indices])
     evaluator.process(torch.nn.functional.one_hot(preds, N_CLASSES).float(), labels)
-    return dict(evaluator.evaluate())
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        results = dict(evaluator.evaluate())
+    return results, evaluator.counts, getattr(evaluator, "counts_per_dataset", None), printed.getvalue()
 
 
 def worker(rank, world_size, port, result_dir):
@@ -42,7 +53,8 @@ def worker(rank, world_size, port, result_dir):
     param.grad = torch.full((2,), float(rank + 1))
     average_gradients([param])
     torch.save({"rank": get_rank(), "world": get_world_size(), "main": is_main_process(),
-                "eval_indices": eval_indices, "results": evaluate(eval_indices),
+                "eval_indices": eval_indices, "eval": evaluate(eval_indices),
+                "eval_per_dataset": evaluate(eval_indices, per_dataset=True),
                 "train_sampler": type(train_sampler).__name__, "grad": param.grad.clone()},
                os.path.join(result_dir, "rank{}.pt".format(rank)))
     torch.distributed.destroy_process_group()
@@ -62,11 +74,27 @@ def test_two_process_eval_counts_every_item_once(tmp_path):
     assert [r["main"] for r in ranks] == [True, False] and ranks[1]["world"] == 2
     shards = [r["eval_indices"] for r in ranks]
     assert sorted(shards[0] + shards[1]) == list(range(N_ITEMS))  # no padding, no duplicates
-    whole_split = evaluate(range(N_ITEMS))  # single-process reference
+    # absolute counts, straight from fake_prediction: an evaluator counting an item twice fails here
+    pairs = [fake_prediction(i) for i in range(N_ITEMS)]
+    correct = sum(label == pred for label, pred in pairs)
+    correct_a = sum(label == pred for label, pred in pairs if label < 2)
+    correct_b = sum(label == pred for label, pred in pairs if label == 2)
+    per_dataset = {"A": {"total": 8, "correct": correct_a}, "B": {"total": 3, "correct": correct_b}}
+    whole_split = evaluate(range(N_ITEMS))[0]  # single-process reference
     for r in ranks:
-        assert r["results"] == pytest.approx(whole_split)
+        results, counts, _, _ = r["eval"]
+        assert results == pytest.approx(whole_split)
+        assert counts == {"total": N_ITEMS, "correct": correct}
+        results, counts, counts_per_dataset, _ = r["eval_per_dataset"]
+        assert counts == {"total": N_ITEMS, "correct": correct} and counts_per_dataset == per_dataset
+        assert results["accuracy/A"] == pytest.approx(100 * correct_a / 8)
+        assert results["accuracy/B"] == pytest.approx(100 * correct_b / 3)
         assert r["train_sampler"] == "DistributedSampler"
         assert torch.equal(r["grad"], torch.full((2,), 1.5))
+    printed = ranks[0]["eval_per_dataset"][3]
+    assert "* total: 11\n" in printed and "* accuracy on B: {:.1f}% (total: 3, correct: {})".format(
+        100 * correct_b / 3, correct_b) in printed
+    assert ranks[1]["eval"][3] == ranks[1]["eval_per_dataset"][3] == ""  # only rank 0 prints
 
 
 def test_single_process_helpers():

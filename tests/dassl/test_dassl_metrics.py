@@ -1,4 +1,4 @@
-"""compute_accuracy and the Classification evaluator."""
+"""compute_accuracy and the Classification evaluator (PerDatasetClassification: test_dassl_joined.py)."""
 
 import numpy as np
 import pytest
@@ -39,7 +39,8 @@ def test_classification_prints_and_returns_metrics(tmp_path, capsys):
     cfg.OUTPUT_DIR = str(tmp_path)
     cfg.TEST.PER_CLASS_RESULT = True
     cfg.TEST.COMPUTE_CMAT = True
-    evaluator = build_evaluator(cfg, lab2cname={0: "cat", 1: "dog", 2: "owl", 3: "eel"})
+    names = {0: "cat", 1: "dog", 2: "owl", 3: "eel"}
+    evaluator = build_evaluator(cfg, lab2cname=names)
     rng = np.random.default_rng(0)
     y_true = rng.integers(0, 4, size=1200)
     y_pred = np.where(rng.random(1200) < 0.6, y_true, rng.integers(0, 4, size=1200))
@@ -55,10 +56,19 @@ def test_classification_prints_and_returns_metrics(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "=> result\n* total: 1,200\n* correct: {:,}\n* accuracy: {:.1f}%\n".format(
         int(np.sum(y_true == y_pred)), acc) in out
-    assert "* class: 1 (dog)\ttotal: " in out and "* average: " in out
+    class_accs = []
+    for c in range(4):
+        total, correct = int(np.sum(y_true == c)), int(np.sum((y_true == c) & (y_pred == c)))
+        class_accs.append(100 * correct / total)
+        assert "* class: {} ({})\ttotal: {:,}\tcorrect: {:,}\tacc: {:.1f}%\n".format(
+            c, names[c], total, correct, class_accs[-1]) in out
+    assert out.count("* class: ") == 4 and "* average: {:.1f}%\n".format(np.mean(class_accs)) in out
+    assert results["perclass_accuracy"] == pytest.approx(np.mean(class_accs))
+    assert evaluator.counts == {"total": 1200, "correct": int(np.sum(y_true == y_pred))}
     cmat = torch.load(str(tmp_path / "cmat.pt"), weights_only=False)
     assert cmat.shape == (4, 4) and np.allclose(cmat.sum(1), 1.0)
 
     evaluator.reset()
     evaluator.process(torch.eye(3), torch.tensor([0, 1, 1]))
     assert evaluator.evaluate()["accuracy"] == pytest.approx(200 / 3)
+    assert evaluator.counts == {"total": 3, "correct": 2}  # reset forgot the 1,200 before

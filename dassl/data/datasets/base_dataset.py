@@ -1,7 +1,9 @@
 """``Datum`` (one labelled image) and ``DatasetBase`` (train/val/test lists of Datum).
 
 This module path and the ``_impath/_label/_domain/_classname`` attribute names are part
-of the API: few-shot caches pickled by stock Dassl store exactly these.
+of the API: few-shot caches pickled by stock Dassl store exactly these. ``_dataset`` and
+``_dataset_label`` (items of a joined dataset, see ``joined.py``) exist only when given, so
+other items pickle exactly as in stock Dassl.
 """
 
 import random
@@ -13,16 +15,25 @@ from dassl.utils import check_isfile
 class Datum:
     """One image: path, class label, domain label and class name.
 
+    Items of a joined dataset also carry ``dataset`` (the index of the dataset they come from)
+    and ``dataset_label`` (their label within it; ``label`` is in the joined label space).
+    Without them (a single dataset, or a pickle made by stock Dassl) ``dataset`` is 0 and
+    ``dataset_label`` is ``label``.
+
     Plain instance attributes (no slots) so pickles made by stock Dassl load here.
     """
 
-    def __init__(self, impath="", label=0, domain=0, classname=""):
+    def __init__(self, impath="", label=0, domain=0, classname="", dataset=None, dataset_label=None):
         assert isinstance(impath, str), "Datum impath must be a str, got {}".format(type(impath).__name__)
         assert check_isfile(impath), 'Datum image file not found: "{}"'.format(impath)
         self._impath = impath
         self._label = label
         self._domain = domain
         self._classname = classname
+        if dataset is not None:
+            self._dataset = dataset
+        if dataset_label is not None:
+            self._dataset_label = dataset_label
 
     @property
     def impath(self):
@@ -40,9 +51,20 @@ class Datum:
     def classname(self):
         return self._classname
 
+    @property
+    def dataset(self):
+        return self.__dict__.get("_dataset", 0)
+
+    @property
+    def dataset_label(self):
+        return self.__dict__.get("_dataset_label", self._label)
+
     def __repr__(self):
-        return "Datum(impath={!r}, label={}, domain={}, classname={!r})".format(
-            self._impath, self._label, self._domain, self._classname
+        joined = ""
+        if "_dataset" in self.__dict__ or "_dataset_label" in self.__dict__:
+            joined = ", dataset={}, dataset_label={}".format(self.dataset, self.dataset_label)
+        return "Datum(impath={!r}, label={}, domain={}, classname={!r}{})".format(
+            self._impath, self._label, self._domain, self._classname, joined
         )
 
 
