@@ -35,7 +35,6 @@ from trainers.common import (
     prepare_clip,
 )
 
-LABEL_SPACES = ("concatenated", "per_task")
 
 
 def check_choice(key, value, allowed):
@@ -43,19 +42,6 @@ def check_choice(key, value, allowed):
     if value not in allowed:
         raise ValueError(f"{key} is {value!r}; expected one of {list(allowed)}.")
     return value
-
-
-def restrict_to_own_dataset(logits, dataset_index, class_offsets):
-    """Per sample, -inf for the classes of every other dataset: (batch, n_cls) float32.
-
-    class_offsets: first class of each dataset in the concatenated label space.
-    """
-    bounds = list(class_offsets) + [logits.shape[1]]
-    low = torch.tensor(bounds[:-1], device=logits.device)[dataset_index]  # (batch,)
-    high = torch.tensor(bounds[1:], device=logits.device)[dataset_index]
-    classes = torch.arange(logits.shape[1], device=logits.device)
-    own = (classes >= low[:, None]) & (classes < high[:, None])
-    return logits.masked_fill(~own, float("-inf"))
 
 
 class PromptTrainer(TrainerX):
@@ -72,7 +58,6 @@ class PromptTrainer(TrainerX):
 
     def check_cfg(self, cfg):
         check_choice(f"TRAINER.{self.CONFIG_SECTION}.PREC", self.options(cfg).PREC, self.PRECISIONS)
-        check_choice("DATASET.LABEL_SPACE", cfg.DATASET.get("LABEL_SPACE", "concatenated"), LABEL_SPACES)
 
     # ------------------------------------------------------------------- model
     def build_custom_clip(self, cfg, classnames, clip_model):
@@ -161,22 +146,27 @@ class PromptTrainer(TrainerX):
         return batch["img"].to(self.device), batch["label"].to(self.device)
 
     def _dataset_index(self, batch):
-        index = batch.get("dataset", batch.get("domain"))
+        index = batch.get("dataset")
         return None if index is None else index.to(self.device)
 
+    def per_task(self):
+        """DATASET.LABEL_SPACE per_task on a joined dataset (several comma-separated names)."""
+        return (self.cfg.DATASET.get("LABEL_SPACE", "concatenated") == "per_task"
+                and getattr(self.dm.dataset, "class_offsets", None) is not None)
+
     def dataset_of_labels(self, label):
-        """Dataset index of each label of a joined dataset's concatenated label space (else None)."""
-        offsets = getattr(self.dm.dataset, "class_offsets", None)
-        if not offsets:
+        """Dataset index of each label of a joined dataset (None unless per_task)."""
+        if not self.per_task():
             return None
-        return torch.searchsorted(torch.tensor(offsets, device=label.device), label, right=True) - 1
+        from dassl.data.datasets import dataset_index_of_label  # our engine's joined datasets
+
+        return dataset_index_of_label(label, self.dm.dataset.class_offsets)
 
     def head_logits(self, features, dataset_index=None):
         """The head's logits; with LABEL_SPACE per_task, only the sample's own dataset's classes."""
         logits = self.model.head.logits(features)
-        offsets = getattr(self.dm.dataset, "class_offsets", None)
-        if self.cfg.DATASET.get("LABEL_SPACE", "concatenated") == "per_task" and offsets and dataset_index is not None:
-            logits = restrict_to_own_dataset(logits, dataset_index, offsets)
+        if dataset_index is not None and self.per_task():
+            logits = self.dm.dataset.restrict_logits(logits, dataset_index)
         return logits
 
     def compute_loss(self, image, label, dataset_index=None):

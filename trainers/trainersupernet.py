@@ -26,7 +26,7 @@ from trainers.common import clean_classname, get_rank, get_world_size, is_main_p
     make_grad_scaler, tokenize
 from trainers.deep_prompts import MODEL_NAME as RELEASE_MODEL_NAME, IMPLEMENTATIONS, MixedPrompt, branch_shapes, supernet_options
 from trainers.model import PromptedCLIP, PromptProvider
-from trainers.search_data import MultiDataManager, ValidationBatches, build_search_data, per_dataset_accuracy
+from trainers.search_data import ValidationBatches
 
 SEARCH_PRECISIONS = ("fp32", "amp", "bf16")
 VAL_BATCH_MODES = ("cycle", "first")
@@ -143,7 +143,7 @@ class TrainerSupernet(PromptTrainer):
 
     # ------------------------------------------------------------------ data
     def build_data_loader(self):
-        build_search_data(self)
+        super().build_data_loader()  # several datasets: a comma-separated DATASET.NAME (dassl)
         opts = self.cfg.TRAINER.TRAINERSUPERNET
         self.val_batches = ValidationBatches(
             self.cfg, self.dm.dataset.val, opts.VAL_BATCH_SIZE, opts.VAL_BATCHES, seed=self.cfg.SEED,
@@ -273,18 +273,6 @@ class TrainerSupernet(PromptTrainer):
 
             plot_convergence(history, osp.join(self.output_dir, "convergence.png"))
         super().after_train()
-
-
-    # ----------------------------------------------------------- evaluation
-    def test(self, split=None):
-        """Accuracy over the whole split; with several datasets, also per dataset."""
-        result = super().test(split)
-        if isinstance(self.dm, MultiDataManager):
-            gather = getattr(self.evaluator, "_gather", None)  # all ranks' predictions (our engine)
-            y_true, y_pred = gather() if gather else (self.evaluator._y_true, self.evaluator._y_pred)
-            for name, accuracy in per_dataset_accuracy(self.dm.dataset, y_true, y_pred).items():
-                print(f"* accuracy on {name}: {accuracy:.1f}%")
-        return result
 
 
 def rng_state():

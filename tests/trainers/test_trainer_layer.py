@@ -6,7 +6,7 @@
 * the one optimiser step refuses a non-finite loss, naming epoch, batch and term;
 * replace-style prompts given by a provider (VPT-deep) give the same logits as the same tensors
   given as key/value prompts (the identity of clip/model.py, through the whole model);
-* the per-task label space masks other datasets' classes.
+(label spaces over several datasets: tests/trainers/test_multi_dataset.py)
 """
 import os
 import re
@@ -21,7 +21,6 @@ import torch.nn.functional as F
 import clip
 from clip.model import BlockPrompt
 from dassl.engine import TRAINER_REGISTRY
-from trainers.base import restrict_to_own_dataset
 from trainers.coop import CoOp, CustomCLIP
 from trainers.heads import ClassificationHead
 from trainers.model import PromptedCLIP, PromptProvider
@@ -178,15 +177,3 @@ def test_vpt_deep_provider_equals_the_key_value_form_through_the_model():
     with torch.no_grad():
         torch.testing.assert_close(replace(images), kv(images), rtol=1e-5, atol=1e-5)
         assert (replace(images) - plain(images)).abs().max() > 1e-3  # the tokens matter
-
-
-# ---------------------------------------------------------------------------
-# Label spaces
-# ---------------------------------------------------------------------------
-def test_per_task_restriction_masks_the_other_datasets_classes():
-    logits = torch.arange(12.0).reshape(2, 6)
-    restricted = restrict_to_own_dataset(logits, torch.tensor([0, 1]), [0, 4])
-    assert torch.equal(restricted[0, :4], logits[0, :4]) and torch.isinf(restricted[0, 4:]).all()
-    assert torch.equal(restricted[1, 4:], logits[1, 4:]) and torch.isinf(restricted[1, :4]).all()
-    # the prediction of a sample of dataset 0 stays in dataset 0 although dataset 1 scores higher
-    assert restricted.argmax(dim=1).tolist() == [3, 5]
