@@ -35,7 +35,7 @@ def test_peak_memory_ignores_a_larger_transient_before_start():
     kept = np.ones(60 * MiB // 8)
     peak = meter.peak_bytes()
     assert 50 * MiB < peak < 200 * MiB, (peak / MiB, meter.method)
-    assert kept.sum() > 0
+    del kept  # alive (touched) until the reading above
 
 
 def test_describe_machine_has_the_fields_the_doc_records():

@@ -81,3 +81,20 @@ def test_truncate_keeps_end_token_last():
 
 def test_custom_context_length():
     assert clip.tokenize("a cat", context_length=5).tolist() == [[SOT, 320, 2368, EOT, 0]]
+
+
+@pytest.mark.parametrize("raw, clean", [
+    ("cafÃ© au lait", "café au lait"),  # mojibake (UTF-8 read as Latin-1): ftfy repairs it
+    ("a photo of a &lt;cat&gt;", "a photo of a <cat>"),  # HTML entities are unescaped
+    ("salt &amp;amp; pepper", "salt & pepper"),  # ... twice, as CLIP's tokenizer does
+])
+def test_text_cleaning_repairs_mojibake_and_unescapes_html(raw, clean, monkeypatch):
+    import clip.simple_tokenizer as st
+
+    tokenizer = SimpleTokenizer()
+    assert tokenizer.encode(raw) == tokenizer.encode(clean)
+    assert torch.equal(clip.tokenize(raw), clip.tokenize(clean))
+    # without the repair the ids differ, so the assertions above would catch its loss
+    monkeypatch.setattr(st.ftfy, "fix_text", lambda text: text)
+    monkeypatch.setattr(st.html, "unescape", lambda text: text)
+    assert tokenizer.encode(raw) != tokenizer.encode(clean)

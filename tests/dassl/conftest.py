@@ -22,7 +22,7 @@ def run_train():
     from dassl.utils import Logger
 
     def run(argv):
-        import dassl_test_trainer  # noqa: F401  (registers LinearProbe)
+        import dassl_test_trainer  # noqa: F401  (registers EngineTestLinear)
 
         old_stdout = sys.stdout
         try:

@@ -1,4 +1,5 @@
-"""A tiny trainer for engine tests: a linear classifier on raw pixels, registered as "LinearProbe".
+"""A tiny trainer for engine tests: a linear classifier on raw pixels, registered as "EngineTestLinear"
+(a name no method will take: the linear-probe baseline is to be registered as "LinearProbe").
 
 Importing this module registers it; import it under this one name only.
 """
@@ -14,7 +15,7 @@ MODEL_NAME = "linear_probe"
 
 
 @TRAINER_REGISTRY.register()
-class LinearProbe(TrainerX):
+class EngineTestLinear(TrainerX):
     def build_model(self):
         cfg = self.cfg
         height, width = cfg.INPUT.SIZE

@@ -20,7 +20,7 @@ FAST_OPTS = [
 ]
 
 
-def toy_argv(root, output_dir, *extra_opts, seed=1, trainer="LinearProbe", flags=()):
-    """Command line for a LinearProbe run on Toy; ``extra_opts`` are appended KEY VALUE overrides."""
+def toy_argv(root, output_dir, *extra_opts, seed=1, trainer="EngineTestLinear", flags=()):
+    """Command line for a EngineTestLinear run on Toy; ``extra_opts`` are appended KEY VALUE overrides."""
     return ["--root", root, "--output-dir", str(output_dir), "--seed", str(seed), "--trainer", trainer,
             "--dataset-config-file", TOY_YAML, *flags, *FAST_OPTS, *extra_opts]

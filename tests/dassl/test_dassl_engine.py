@@ -1,4 +1,4 @@
-"""End-to-end runs of a tiny trainer (LinearProbe, tests/dassl/dassl_test_trainer.py) on Toy via train.py."""
+"""End-to-end runs of a tiny trainer (EngineTestLinear, tests/dassl/dassl_test_trainer.py) on Toy via train.py."""
 
 import os
 import re
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dassl_test_utils import toy_argv
-from dassl_test_trainer import MODEL_NAME, LinearProbe
+from dassl_test_trainer import MODEL_NAME, EngineTestLinear
 
 
 def read_log(output_dir):
@@ -24,7 +24,7 @@ def test_training_learns_and_writes_logs_and_checkpoints(toy_root, tmp_path, run
     log = read_log(out)
     test_acc = float(re.findall(r"\* accuracy: ([\.\deE+-]+)%", log.split("Finish training")[1])[0])
     assert test_acc > 50.0  # chance is 25% on 4 classes
-    for line in ("Loading trainer: LinearProbe", "Loading dataset: Toy", "Loading evaluator: Classification",
+    for line in ("Loading trainer: EngineTestLinear", "Loading dataset: Toy", "Loading evaluator: Classification",
                  "Evaluate on the *val* set", "Finish training", "Deploy the model with the best val performance",
                  "Evaluate on the *test* set", "=> result", "* macro_f1: ", "Elapsed: ", "** System info **"):
         assert line in log, line
@@ -60,7 +60,7 @@ def test_resumed_run_equals_uninterrupted_run(toy_root, tmp_path, run_train, mon
         if self.epoch == 1:
             raise StopTraining()
 
-    monkeypatch.setattr(LinearProbe, "before_epoch", die_at_epoch_2)
+    monkeypatch.setattr(EngineTestLinear, "before_epoch", die_at_epoch_2)
     with pytest.raises(StopTraining):
         run_train(toy_argv(toy_root, part, *opts))
     assert sorted(os.listdir(part / MODEL_NAME)) == ["checkpoint", "model.pth.tar-1"]
@@ -98,8 +98,8 @@ def test_eval_only_loads_the_requested_epoch(toy_root, tmp_path, run_train):
 
 
 def test_unknown_trainer_lists_registered_names(toy_root, tmp_path, run_train):
-    with pytest.raises(ValueError, match=r"LinearProbee.*\[LinearProbe\].*Registered trainers:.*'LinearProbe'"):
-        run_train(toy_argv(toy_root, tmp_path, trainer="LinearProbee"))
+    with pytest.raises(ValueError, match=r"EngineTestLineare.*\[EngineTestLinear\].*Registered trainers:.*'EngineTestLinear'"):
+        run_train(toy_argv(toy_root, tmp_path, trainer="EngineTestLineare"))
 
 
 def test_trainer_without_models_can_test(toy_root, tmp_path, run_train, monkeypatch):
@@ -112,7 +112,7 @@ def test_trainer_without_models_can_test(toy_root, tmp_path, run_train, monkeypa
     def build_model(self):
         self.model = Constant()
 
-    monkeypatch.setattr(LinearProbe, "build_model", build_model)
+    monkeypatch.setattr(EngineTestLinear, "build_model", build_model)
     trainer = run_train(toy_argv(toy_root, tmp_path, flags=("--eval-only",)))
     assert trainer.get_model_names() == [] and trainer.resume_model_if_exist(str(tmp_path)) == 0
     assert "load_model() is skipped" in read_log(tmp_path) and "* accuracy: 25.0%" in read_log(tmp_path)

@@ -218,9 +218,9 @@ def test_evaluator_without_dataset_argument_still_builds():
 
 
 def test_engine_reports_each_dataset(tmp_path, capsys):
-    from dassl_test_trainer import LinearProbe
+    from dassl_test_trainer import EngineTestLinear
 
-    trainer = LinearProbe(tiny_cfg(tmp_path))
+    trainer = EngineTestLinear(tiny_cfg(tmp_path))
     assert type(trainer.evaluator) is PerDatasetClassification
     assert trainer.num_source_domains == 2 and trainer.num_classes == 5
 

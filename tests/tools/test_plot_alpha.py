@@ -83,5 +83,12 @@ def test_cli(tmp_path):
     for name in ("h.png", "evo.png", "evo.gif", "conv.png", "cmp.png"):
         with Image.open(tmp_path / name) as image:
             assert image.size[0] > 0
+    # --epoch picks the alpha files plotted: other epochs, other pictures; the same epoch, the same
+    for epoch, name in (("0", "h0.png"), ("2", "h2.png"), ("1", "h1.png")):
+        assert plot_alpha.main(["heatmap", search, "--epoch", epoch, "--out", str(tmp_path / name)]) == 0
+    pixels = {n: np.asarray(Image.open(tmp_path / n).convert("RGB")) for n in ("h0.png", "h1.png", "h2.png", "h.png")}
+    assert np.array_equal(pixels["h1.png"], pixels["h.png"])
+    assert not np.array_equal(pixels["h0.png"], pixels["h2.png"])
+    assert not np.array_equal(pixels["h1.png"], pixels["h2.png"])
     with pytest.raises(SystemExit):
         plot_alpha.main(["heatmap", search, "--epoch", "7", "--out", str(tmp_path / "x.png")])
