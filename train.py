@@ -16,12 +16,14 @@ import sys
 import torch
 from yacs.config import CfgNode as CN
 
-import datasets  # noqa: F401  (registers every dataset)
-import trainers  # noqa: F401  (registers every trainer)
+import datasets  # registers every dataset
+import trainers
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
 from dassl.utils import collect_env_info, get_most_similar_str_to_a_from_b, setup_logger, set_random_seed
 from dassl.utils.dist import get_rank, get_world_size, init_distributed_from_env
+
+trainers.register_all()  # imports every method module: each registers its trainers
 
 
 def print_args(args, cfg):
@@ -147,6 +149,9 @@ def main(args):
     print("Collecting env info ...")
     print("** System info **\n{}\n".format(collect_env_info()))
 
+    # a trainer/dataset file that failed to import is named here, not hidden behind "unknown name"
+    trainers.check_registered(cfg.TRAINER.NAME)
+    datasets.check_registered(cfg.DATASET.NAME)
     trainer = build_trainer(cfg)
     if cfg.SEED >= 0 and get_world_size() > 1:
         # Same seed on every rank while the model was built (identical initial prompts); from

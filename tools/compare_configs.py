@@ -3,7 +3,8 @@
     python -m tools.compare_configs output/search/*/shots_16/TrainerSupernet/*/seed1 --backbone ViT-B/16
 
 Each source is a ``searched_config.json`` (or a hand-written file of that form) or a search
-output folder (its searched_config.json, else the argmax of its last alpha_e<E>_{img,txt}.npy).
+output folder (its searched_config.json, else the argmax of its last alpha_e<E>_{img,txt}.npy),
+read by ``trainers.prompt_config.read_prompt_lengths`` (the owner of the search-output format).
 
 Cost model (FLOPs = 2 x multiply-adds; layer norms, softmax, GELU, biases ignored):
   plain block, n tokens, width d:          24 n d^2 + 4 n^2 d
@@ -16,16 +17,13 @@ Cost model (FLOPs = 2 x multiply-adds; layer norms, softmax, GELU, biases ignore
 Learnable prompt parameters = sum over blocks of k x width, per branch.
 """
 import argparse
-import glob
 import json
 import os
-import re
 import sys
 from dataclasses import asdict, dataclass
 
-import numpy as np
+from trainers.prompt_config import BRANCHES, SEARCHED_CONFIG, read_prompt_lengths
 
-BRANCHES = ("image", "text")
 FORMULA = __doc__[__doc__.index("Cost model"):].strip()
 
 
@@ -84,40 +82,11 @@ def backbone_from_weights(path):
 
 
 # ---------------------------------------------------------------------------- configurations
-def _last_alpha_epoch(folder):
-    epochs = [int(m.group(1)) for m in (re.search(r"alpha_e(\d+)_img\.npy$", p)
-                                        for p in glob.glob(os.path.join(folder, "alpha_e*_img.npy"))) if m]
-    return max(epochs) if epochs else None
-
-
-def load_prompt_config(source):
-    """{"image": [k per block], "text": [...]} from a JSON file or a search output folder."""
-    if os.path.isdir(source):
-        json_path = os.path.join(source, "searched_config.json")
-        if not os.path.isfile(json_path):
-            epoch = _last_alpha_epoch(source)
-            if epoch is None:
-                raise FileNotFoundError(f"{source} has neither searched_config.json nor alpha_e<E>_img.npy files: "
-                                        f"is it a search (TrainerSupernet) output folder?")
-            return {branch: [int(k) for k in np.load(os.path.join(source, f"alpha_e{epoch}_{suffix}.npy"))
-                             .argmax(axis=1)] for branch, suffix in (("image", "img"), ("text", "txt"))}
-        source = json_path
-    if not os.path.isfile(source):
-        raise FileNotFoundError(f"Configuration not found: {source}. Pass a searched_config.json or a search folder.")
-    with open(source) as f:
-        config = json.load(f)
-    try:
-        return {branch: [int(k) for k in config[branch]["prompt_lengths"]] for branch in BRANCHES}
-    except (KeyError, TypeError) as err:
-        raise ValueError(f'{source}: expected {{"image": {{"prompt_lengths": [...]}}, "text": {{...}}}}, '
-                         f"missing {err}.") from err
-
-
 def label_of(source):
     """'<dataset>/seed<S>' for a folder of the output layout, else the file or folder name."""
     path = os.path.abspath(source)
     if os.path.isfile(path):
-        path = os.path.dirname(path) if os.path.basename(path) == "searched_config.json" else path
+        path = os.path.dirname(path) if os.path.basename(path) == SEARCHED_CONFIG else path
     parts = path.split(os.sep)
     shots = [i for i, p in enumerate(parts) if p.startswith("shots_")]
     if shots and shots[-1] > 0:
@@ -188,7 +157,7 @@ def main(argv=None):
     backbone = backbone_from_weights(args.clip_weights) if args.clip_weights else BACKBONES[args.backbone]
     backbone_name = args.clip_weights or args.backbone
     labels = args.labels or [label_of(s) for s in args.sources]
-    rows = [(label, analyse(load_prompt_config(s), backbone)) for label, s in zip(labels, args.sources)]
+    rows = [(label, analyse(read_prompt_lengths(s), backbone)) for label, s in zip(labels, args.sources)]
     text = to_markdown(rows, backbone_name)
     print(text)
     if args.out:

@@ -7,11 +7,8 @@ alpha step on a validation batch, then one prompt step on a training batch. Afte
 ``alpha_e<E>_txt.npy``, ``searched_config.json`` and a heat-map ``alpha_e<E>.png``; at the end
 ``convergence.png`` and ``search_history.json``. See docs/dpl.md.
 """
-import glob
 import os.path as osp
-import re
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -251,27 +248,16 @@ class TrainerSupernet(PromptTrainer):
     def _write_search_outputs(self, epoch):
         if not is_main_process():
             return
-        opts = self.cfg.TRAINER.TRAINERSUPERNET
         alphas = self.model.prompt_learner.alphas()
-        prompt_config.save_alphas(self.output_dir, epoch, alphas)
-        config = prompt_config.describe(alphas, epoch, opts.DOMINANCE_MARGIN)
-        prompt_config.write_json(osp.join(self.output_dir, "searched_config.json"), config)
+        margin = self.cfg.TRAINER.TRAINERSUPERNET.DOMINANCE_MARGIN
+        config = prompt_config.write_search_outputs(self.output_dir, epoch, alphas, margin)
         print(f"Searched configuration after epoch {epoch}:")
         for line in prompt_config.format_lengths(config):
             print(f"  {line}")
-        from tools.plot_alpha import plot_alpha_heatmaps
-
-        plot_alpha_heatmaps(
-            alphas["image"], alphas["text"], osp.join(self.output_dir, f"alpha_e{epoch}.png"), title=f"epoch {epoch}"
-        )
 
     def after_train(self):
         if is_main_process():
-            history = search_history(self.output_dir, self.cfg.TRAINER.TRAINERSUPERNET.DOMINANCE_MARGIN)
-            prompt_config.write_json(osp.join(self.output_dir, "search_history.json"), history)
-            from tools.plot_alpha import plot_convergence
-
-            plot_convergence(history, osp.join(self.output_dir, "convergence.png"))
+            prompt_config.write_search_summary(self.output_dir, self.cfg.TRAINER.TRAINERSUPERNET.DOMINANCE_MARGIN)
         super().after_train()
 
 
@@ -282,27 +268,3 @@ def rng_state():
     except ImportError:  # pragma: no cover - only on upstream Dassl
         return None
     return get_rng_state()
-
-
-def search_history(output_dir, margin):
-    """Per epoch: alpha difference and number of single-dominant blocks, read from the alpha files."""
-    epochs = sorted(
-        int(m.group(1))
-        for m in (re.search(r"alpha_e(\d+)_img\.npy$", p) for p in glob.glob(osp.join(output_dir, "alpha_e*_img.npy")))
-        if m
-    )
-    history, previous = [], None
-    for epoch in epochs:
-        weights = {
-            branch: prompt_config.softmax_rows(np.load(prompt_config.alpha_path(output_dir, epoch, branch)))
-            for branch in prompt_config.BRANCHES
-        }
-        entry = {"epoch": epoch}
-        for branch, suffix in prompt_config.ALPHA_SUFFIX.items():
-            entry[f"alpha_difference_{suffix}"] = (
-                0.0 if previous is None else prompt_config.alpha_difference(previous[branch], weights[branch])
-            )
-            entry[f"dominant_{suffix}"] = prompt_config.dominant_count(weights[branch], margin)
-        history.append(entry)
-        previous = weights
-    return history

@@ -87,6 +87,9 @@ def test_custom_context_length():
     ("cafÃ© au lait", "café au lait"),  # mojibake (UTF-8 read as Latin-1): ftfy repairs it
     ("a photo of a &lt;cat&gt;", "a photo of a <cat>"),  # HTML entities are unescaped
     ("salt &amp;amp; pepper", "salt & pepper"),  # ... twice, as CLIP's tokenizer does
+    # ftfy leaves entities alone in text that holds a "<": only the tokenizer's own unescaping, done twice, cleans these
+    ("a <b> &amp;amp; c", "a <b> & c"),
+    ("x < y &lt; z", "x < y < z"),
 ])
 def test_text_cleaning_repairs_mojibake_and_unescapes_html(raw, clean, monkeypatch):
     import clip.simple_tokenizer as st

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tools import compare_configs
-from tools.compare_configs import (BACKBONES, Backbone, analyse, backbone_from_state_dict, backbone_from_weights,
-                                   load_prompt_config)
+from tools.compare_configs import BACKBONES, Backbone, analyse, backbone_from_state_dict, backbone_from_weights
+from trainers.prompt_config import read_prompt_lengths
 
 # widths 4 (image) and 2 (text), 5 image tokens (4 patches of 2x2 + class), context 3, 2 + 2 layers
 TINY = Backbone(image_width=4, text_width=2, image_tokens=5, text_tokens=3, image_layers=2, text_layers=2,
@@ -66,18 +66,18 @@ def test_configs_from_json_and_from_alpha_files(tmp_path):
     path = tmp_path / "searched_config.json"
     path.write_text(json.dumps({"format": "dpl-prompt-config/1", "image": {"prompt_lengths": [1, 0]},
                                 "text": {"prompt_lengths": [0, 2]}}))
-    assert load_prompt_config(str(path)) == {"image": [1, 0], "text": [0, 2]}
-    assert load_prompt_config(str(tmp_path)) == {"image": [1, 0], "text": [0, 2]}
+    assert read_prompt_lengths(str(path)) == {"image": [1, 0], "text": [0, 2]}
+    assert read_prompt_lengths(str(tmp_path)) == {"image": [1, 0], "text": [0, 2]}
     alphas = tmp_path / "alphas_only"
     alphas.mkdir()
     np.save(alphas / "alpha_e1_img.npy", np.array([[0, 9, 0], [9, 0, 0]], dtype="f4"))
     np.save(alphas / "alpha_e1_txt.npy", np.array([[9, 0, 0], [0, 0, 9]], dtype="f4"))
     np.save(alphas / "alpha_e10_img.npy", np.array([[0, 0, 9], [0, 9, 0]], dtype="f4"))  # the last epoch wins
     np.save(alphas / "alpha_e10_txt.npy", np.array([[0, 9, 0], [9, 0, 0]], dtype="f4"))
-    assert load_prompt_config(str(alphas)) == {"image": [2, 1], "text": [1, 0]}
+    assert read_prompt_lengths(str(alphas)) == {"image": [2, 1], "text": [1, 0]}
     with pytest.raises(ValueError, match="prompt_lengths"):
         (tmp_path / "bad.json").write_text('{"image": {}}')
-        load_prompt_config(str(tmp_path / "bad.json"))
+        read_prompt_lengths(str(tmp_path / "bad.json"))
 
 
 def test_cli_table_and_files(tmp_path, capsys):

@@ -88,6 +88,9 @@ def test_cli(tmp_path):
         assert plot_alpha.main(["heatmap", search, "--epoch", epoch, "--out", str(tmp_path / name)]) == 0
     pixels = {n: np.asarray(Image.open(tmp_path / n).convert("RGB")) for n in ("h0.png", "h1.png", "h2.png", "h.png")}
     assert np.array_equal(pixels["h1.png"], pixels["h.png"])
+    # ... and it is epoch 1's data, not only its title: the same picture as epoch 1's alphas drawn directly
+    reference = plot_alpha_heatmaps(*load_search_alphas(search)[1], str(tmp_path / "ref1.png"), title="epoch 1")
+    assert np.array_equal(pixels["h1.png"], np.asarray(Image.open(reference).convert("RGB")))
     assert not np.array_equal(pixels["h0.png"], pixels["h2.png"])
     assert not np.array_equal(pixels["h1.png"], pixels["h2.png"])
     with pytest.raises(SystemExit):

@@ -139,9 +139,11 @@ def make_trainer(make_cfg):
 
     make_trainer(trainer, *opts, **make_cfg_kwargs) -> trainer; ``trainer.cfg`` is its cfg.
     """
-    import trainers  # noqa: F401  (registers every trainer)
+    import trainers
     from dassl.engine import build_trainer
     from dassl.utils import set_random_seed
+
+    trainers.register_all()  # imports every method module: each registers its trainers
 
     def _make(trainer, *opts, **kwargs):
         cfg = make_cfg(trainer, *opts, **kwargs)
