@@ -22,6 +22,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from trainers.common import TextEncoder
+from trainers.heads import ClassificationHead
 
 
 @dataclass
@@ -83,8 +84,6 @@ class PromptedCLIP(nn.Module):
 
     def __init__(self, clip_model, prompt_learner: Optional[PromptProvider] = None, head=None, text_chunk_size=0):
         super().__init__()
-        from trainers.heads import ClassificationHead
-
         self.prompt_learner = prompt_learner
         self.image_encoder = clip_model.visual
         self.text_encoder = TextEncoder(clip_model)
