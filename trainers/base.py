@@ -33,8 +33,15 @@ from trainers.common import (
     load_prompt_learners,
     make_grad_scaler,
     prepare_clip,
+    text_cut,
 )
 
+OPTIONS = {
+    "MODEL": {
+        "TEXT_CUT_AFTER_EOT": (True, "run the text tower only up to the last end-of-text token of the prompts "
+                                     "(exact: the tower is causal; False runs all 77 positions, for comparison)"),
+    },
+}
 
 
 def check_choice(key, value, allowed):
@@ -68,7 +75,8 @@ class PromptTrainer(TrainerX):
         cfg = self.cfg
         clip_model, self.prec = prepare_clip(cfg, self.options().PREC, self.device)
         print("Building custom CLIP")
-        self.model = self.build_custom_clip(cfg, self.dm.dataset.classnames, clip_model)
+        with text_cut(cfg.MODEL.TEXT_CUT_AFTER_EOT):  # also for features computed while building
+            self.model = self.build_custom_clip(cfg, self.dm.dataset.classnames, clip_model)
         self.model.to(self.device)
         self.scaler = make_grad_scaler(self.prec, self.device)
         if not self.TRAINS:
@@ -218,6 +226,12 @@ class PromptTrainer(TrainerX):
         )
 
     # --------------------------------------------------------------- inference
+    def test(self, *args, **kwargs):
+        """The engine's evaluation, with the class text features computed once for the whole call
+        (every method whose text does not depend on the image); dropped when it returns."""
+        with self.model.cached_text_features():
+            return super().test(*args, **kwargs)
+
     def model_inference(self, input):
         """Logits (batch, n_cls) in float32; differentiable (``test`` runs it under no_grad)."""
         with autocast(self.prec, self.device):

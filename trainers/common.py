@@ -182,6 +182,39 @@ def num_tokens(text):
     return int((clip.tokenize(text)[0] != 0).sum()) - 2
 
 
+# Default of ``TextEncoder.cut_after_eot`` for encoders built from here on (``text_cut``).
+_CUT_AFTER_EOT = [True]
+
+
+@contextlib.contextmanager
+def text_cut(enabled):
+    """Build text encoders with the EOT cut on or off (``MODEL.TEXT_CUT_AFTER_EOT``): the base
+    trainer builds a method's model inside it, so features computed while building (zero-shot
+    classifiers, the KD teacher) follow the option too."""
+    previous = _CUT_AFTER_EOT[0]
+    _CUT_AFTER_EOT[0] = bool(enabled)
+    try:
+        yield
+    finally:
+        _CUT_AFTER_EOT[0] = previous
+
+
+def text_length(eot, deep_prompts=None, token_start=1):
+    """Positions the text tower must run to read every prompt's EOT feature exactly.
+
+    The tower is causal: the output at the EOT position depends on positions 0..EOT only, so the
+    positions after the largest EOT index of the call are dropped. Key/value prompts are visible
+    from every position and change nothing; tokens that replace positions
+    ``[token_start, token_start + k)`` must fit, so the length is at least their end.
+    """
+    length = int(eot.max()) + 1
+    for entry in deep_prompts or ():
+        tokens = clip.model.as_block_prompt(entry).tokens
+        if tokens is not None:
+            length = max(length, token_start + tokens.shape[0])
+    return length
+
+
 class TextEncoder(nn.Module):
     """CLIP's text tower fed with prompt embeddings instead of token ids.
 
@@ -190,6 +223,11 @@ class TextEncoder(nn.Module):
     only to find the end-of-text position (the largest id). ``deep_prompts`` is
     handed to the transformer unchanged: None, or one entry per block (see
     docs/ARCHITECTURE.md). Build it after ``cast_clip`` so ``dtype`` is right.
+
+    ``cut_after_eot`` (default on, see ``text_cut``): run only the first ``text_length``
+    positions, 1 + the largest EOT index among the prompts of the call, instead of all 77. The
+    features are the same (causal attention; tested within 1e-5 in fp32) at a fraction of the
+    cost: prompts such as "a photo of a dog." end near position 8.
     """
 
     def __init__(self, clip_model):
@@ -199,14 +237,17 @@ class TextEncoder(nn.Module):
         self.ln_final = clip_model.ln_final
         self.text_projection = clip_model.text_projection
         self.dtype = clip_model.dtype
+        self.cut_after_eot = _CUT_AFTER_EOT[0]
 
     def forward(self, prompts, tokenized_prompts, deep_prompts=None):
-        x = prompts + self.positional_embedding.type(self.dtype)
+        eot = tokenized_prompts.argmax(dim=-1)
+        if self.cut_after_eot:
+            prompts = prompts[:, :text_length(eot, deep_prompts)]
+        x = prompts + self.positional_embedding[:prompts.shape[1]].type(self.dtype)
         x = x.permute(1, 0, 2)  # (n_tokens, n_prompts, width)
         x = self.transformer(x, deep_prompts)
         x = x.permute(1, 0, 2)  # (n_prompts, n_tokens, width)
         x = self.ln_final(x).type(self.dtype)
-        eot = tokenized_prompts.argmax(dim=-1)
         # (n_prompts, width) @ (width, embed_dim) -> (n_prompts, embed_dim)
         return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection
 

@@ -14,6 +14,7 @@ plus a head (``trainers/heads.py``) that turns the features into logits and name
 The provider is stored as ``prompt_learner`` (CoOp's attribute name), so the state-dict keys of
 every method stay those of its release. The model holds no copy of CLIP's weights.
 """
+import contextlib
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -92,6 +93,28 @@ class PromptedCLIP(nn.Module):
         # > 0: encode the class prompts in chunks of this many classes with activation
         # checkpointing (the text branch holds every class's activations: ImageNet's memory hog).
         self.text_chunk_size = int(text_chunk_size)
+        self._text_cache = None  # a dict while ``cached_text_features`` is active
+
+    @contextlib.contextmanager
+    def cached_text_features(self):
+        """Within the block, class text features that do not depend on the image are computed once
+        and reused (an evaluation: the prompts do not change between test batches). The cache is
+        dropped on exit, so training goes on with fresh features."""
+        previous, self._text_cache = self._text_cache, {}
+        try:
+            yield
+        finally:
+            self._text_cache = previous
+
+    def class_text_features(self, image_features):
+        """The provider's class text features, from the cache while one is active."""
+        provider = self.prompt_learner
+        cache = self._text_cache
+        if cache is None or provider.image_conditioned:
+            return provider.class_text_features(self, image_features)
+        if "text" not in cache:
+            cache["text"] = provider.class_text_features(self, image_features)
+        return cache["text"]
 
     @property
     def dtype(self):
@@ -133,7 +156,7 @@ class PromptedCLIP(nn.Module):
         provider = self.prompt_learner
         dtype = self.dtype
         image_features = self.encode_image(image, provider.image_prompts(dtype), provider.image_extra_tokens(dtype))
-        text_features = provider.class_text_features(self, image_features)
+        text_features = self.class_text_features(image_features)
         features = Features(image_features, text_features, self.logit_scale.exp())
         for name in extras:
             features.extras[name] = self._extra(name, image)
