@@ -296,13 +296,52 @@ def register_class_prompts(module, prompt_prefix, n_ctx, classnames, clip_model)
 # ---------------------------------------------------------------------------
 # Checkpoints
 # ---------------------------------------------------------------------------
-def load_prompt_learners(trainer, directory, epoch=None, drop_keys=CLASS_BUFFERS, keep=None):
+WHOLE_MODEL_PREFIX = "prompt_learner."
+
+
+def _is_whole_model(state_dict, module):
+    """True for a checkpoint of the WHOLE model (the official DPL and MaPLe releases save
+    ``CustomCLIP.state_dict()``: ``prompt_learner.*`` keys beside the frozen CLIP) when
+    ``module`` itself has no such key."""
+    return (any(k.startswith(WHOLE_MODEL_PREFIX) for k in state_dict)
+            and not any(k.startswith(WHOLE_MODEL_PREFIX) for k in module.state_dict()))
+
+
+def whole_model_prompts(state_dict, model, path=""):
+    """The prompt learner's entries of a whole-model checkpoint, prefix removed.
+
+    The frozen CLIP it also holds is compared with the CLIP loaded from MODEL.BACKBONE (same
+    attribute names: ``image_encoder.``, ``text_encoder.``, ``logit_scale``): the release's
+    predictions need the release's weights, so a difference is reported (the prompts still load).
+    """
+    prompts = {k[len(WHOLE_MODEL_PREFIX):]: v for k, v in state_dict.items() if k.startswith(WHOLE_MODEL_PREFIX)}
+    ours = model.state_dict()
+    compared = [k for k in state_dict if not k.startswith(WHOLE_MODEL_PREFIX) and k in ours
+                and tuple(ours[k].shape) == tuple(state_dict[k].shape)]
+    differ = [k for k in compared
+              if not torch.allclose(ours[k].float().cpu(), state_dict[k].float().cpu(), rtol=1e-3, atol=1e-4)]
+    print(f'"{path}" holds the whole model (a release checkpoint): loading its {len(prompts)} prompt-learner '
+          f"tensors; {len(compared)} frozen CLIP tensors checked against MODEL.BACKBONE")
+    if differ:
+        warnings.warn(
+            f'The frozen CLIP saved in "{path}" differs from the one loaded from MODEL.BACKBONE in '
+            f"{len(differ)} of {len(compared)} tensors (e.g. {differ[:3]}): the predictions will not be the "
+            "release's. Point MODEL.BACKBONE.NAME / PATH at the weights the checkpoint was trained with.",
+            stacklevel=2,
+        )
+    return prompts
+
+
+def load_prompt_learners(trainer, directory, epoch=None, drop_keys=CLASS_BUFFERS, keep=None, may_lack=None):
     """CoOp's ``load_model``: load every registered model from ``directory``.
 
     Reads ``<directory>/<name>/model-best.pth.tar`` (or ``model.pth.tar-<epoch>``),
     drops the class-dependent buffers and loads non-strictly so prompts trained on
     one set of classes apply to another. ``keep(key)``: load only the keys it accepts
-    (a release checkpoint may hold more than the learnable tensors).
+    (a release checkpoint may hold more than the learnable tensors). A checkpoint of the whole
+    model (``prompt_learner.*`` keys and the frozen CLIP, as the DPL and MaPLe releases write) loads
+    its prompt learner (``whole_model_prompts``). ``may_lack(key)``: keys the checkpoint may miss
+    (they keep their current values, with a warning).
     """
     if not directory:
         print("Note that load_model() is skipped as no pretrained model is given")
@@ -317,8 +356,10 @@ def load_prompt_learners(trainer, directory, epoch=None, drop_keys=CLASS_BUFFERS
                 "--load-epoch (omit --load-epoch to load model-best.pth.tar)."
             )
         checkpoint = load_checkpoint(model_path)
-        state_dict = {k: v for k, v in checkpoint["state_dict"].items()
-                      if k not in drop_keys and (keep is None or keep(k))}
+        state_dict = checkpoint["state_dict"]
+        if _is_whole_model(state_dict, trainer._models[name]):
+            state_dict = whole_model_prompts(state_dict, trainer.model, model_path)
+        state_dict = {k: v for k, v in state_dict.items() if k not in drop_keys and (keep is None or keep(k))}
         print(f'Loading weights to {name} from "{model_path}" (epoch = {checkpoint["epoch"]})')
         hint = ("Was it trained with the same trainer, backbone and prompt settings "
                 "(e.g. N_CTX, CSC)?")
@@ -327,6 +368,10 @@ def load_prompt_learners(trainer, directory, epoch=None, drop_keys=CLASS_BUFFERS
         except RuntimeError as error:  # tensor shapes differ
             raise RuntimeError(f'Checkpoint "{model_path}" does not fit {name}: {error}\n{hint}') from None
         missing = [k for k in missing if k not in drop_keys and (keep is None or keep(k))]
+        lacking = [k for k in missing if may_lack is not None and may_lack(k)]
+        if lacking:
+            warnings.warn(f'"{model_path}" has no {lacking}: they keep their current values.', stacklevel=2)
+            missing = [k for k in missing if k not in lacking]
         if missing or unexpected:
             raise RuntimeError(
                 f'Checkpoint "{model_path}" does not fit {name}: missing {missing}, '

@@ -231,8 +231,10 @@ class TrainerSupernet(PromptTrainer):
         return start_epoch
 
     def load_model(self, directory, epoch=None):
-        """Load prompts and alphas by name (also from an official release checkpoint)."""
-        load_prompt_learners(self, directory, epoch, keep=lambda key: key.startswith(("ctx_", "alphas_")))
+        """Load prompts and alphas by name, also from an official release checkpoint (the whole model;
+        it holds no alphas, the release's defect 3 in docs/dpl.md: they keep their initial values)."""
+        load_prompt_learners(self, directory, epoch, keep=lambda key: key.startswith(("ctx_", "alphas_")),
+                             may_lack=lambda key: key.startswith("alphas_"))
 
     # ------------------------------------------------------------- outputs
     def before_train(self):
