@@ -31,7 +31,8 @@ ARCHS = ("vit-b16", "tiny")
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--impl", choices=["naive", "fused", "both"], default="both")
+    parser.add_argument("--impl", choices=["naive", "fused", "fused_math", "fused_kernel", "both"], default="both",
+                        help="both: naive and fused (fused_math on CPU, fused_kernel on CUDA)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--precision", choices=["fp32", "amp", "bf16"], default="fp32")
     parser.add_argument("--classes", type=int, default=100)

@@ -29,6 +29,7 @@ from trainers.common import (
     PRECISIONS,
     autocast,
     average_gradients,
+    get_rank,
     get_world_size,
     load_prompt_learners,
     make_grad_scaler,
@@ -40,6 +41,9 @@ OPTIONS = {
     "MODEL": {
         "TEXT_CUT_AFTER_EOT": (True, "run the text tower only up to the last end-of-text token of the prompts "
                                      "(exact: the tower is causal; False runs all 77 positions, for comparison)"),
+        "TEXT_SHARD_CLASSES": (True, "under torchrun, each process encodes a slice of the class prompts and the "
+                                     "features are all-gathered with their gradients (not for image-conditioned "
+                                     "text such as CoCoOp's)"),
     },
 }
 
@@ -79,6 +83,10 @@ class PromptTrainer(TrainerX):
             self.model = self.build_custom_clip(cfg, self.dm.dataset.classnames, clip_model)
         self.model.to(self.device)
         self.scaler = make_grad_scaler(self.prec, self.device)
+        if get_world_size() > 1 and cfg.MODEL.TEXT_SHARD_CLASSES and self.model.prompt_learner is not None \
+                and not self.model.prompt_learner.image_conditioned:
+            self.model.text_shard = (get_rank(), get_world_size())
+            print(f"Class prompts encoded in {get_world_size()} slices, one per process")
         if not self.TRAINS:
             self.model.requires_grad_(False)
             return

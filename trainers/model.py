@@ -94,6 +94,9 @@ class PromptedCLIP(nn.Module):
         # checkpointing (the text branch holds every class's activations: ImageNet's memory hog).
         self.text_chunk_size = int(text_chunk_size)
         self._text_cache = None  # a dict while ``cached_text_features`` is active
+        # (rank, world size) under torchrun with MODEL.TEXT_SHARD_CLASSES: each process encodes a
+        # slice of the class prompts and the features are all-gathered with their gradients.
+        self.text_shard = None
 
     @contextlib.contextmanager
     def cached_text_features(self):
@@ -134,6 +137,33 @@ class PromptedCLIP(nn.Module):
 
     def encode_text(self, text_embeddings, token_ids, text_prompts=None):
         """(n_prompts, n_tokens, width) embeddings -> normalised (n_prompts, embed)."""
+        if self.text_shard is not None and len(text_embeddings) >= self.text_shard[1]:
+            return self._encode_text_sharded(text_embeddings, token_ids, text_prompts, *self.text_shard)
+        return self._encode_text_local(text_embeddings, token_ids, text_prompts)
+
+    def _encode_text_sharded(self, text_embeddings, token_ids, text_prompts, rank, world):
+        """Rank r encodes prompts [r n // world, (r + 1) n // world) (n >= world: none is empty);
+        all_gather keeps the gradient.
+
+        The all_gather's backward sums, over the processes, the gradient of every process's loss
+        with respect to this process's slice; averaging the prompt gradients over the processes
+        (``optimizer_step``) then gives what every process encoding all classes would. Collective:
+        every process must encode the same prompts at the same time (the text side does not
+        depend on the image: not CoCoOp).
+        """
+        from torch.distributed.nn.functional import all_gather
+
+        n = len(text_embeddings)
+        bounds = [r * n // world for r in range(world + 1)]
+        size = max(bounds[r + 1] - bounds[r] for r in range(world))
+        start, end = bounds[rank], bounds[rank + 1]
+        local = self._encode_text_local(text_embeddings[start:end], token_ids[start:end], text_prompts)
+        if end - start < size:  # slices differ by one at most: pad to the common size
+            local = torch.cat([local, local.new_zeros(size - (end - start), local.shape[1])])
+        gathered = all_gather(local.contiguous())
+        return torch.cat([g[: bounds[r + 1] - bounds[r]] for r, g in enumerate(gathered)])
+
+    def _encode_text_local(self, text_embeddings, token_ids, text_prompts=None):
         embeddings = text_embeddings.type(self.dtype)
         chunk = self.text_chunk_size
         if chunk <= 0 or len(embeddings) <= chunk or not torch.is_grad_enabled():

@@ -34,7 +34,8 @@ OPTIONS = {
         "N_CTX_TEXT": (6, "largest number of prompt tokens per text block (options 0..N)"),
         "CTX_INIT": ("a photo of a", "words before the class name in the (fixed) text input"),
         "PREC": ("fp32", "precision: fp32, amp or bf16"),
-        "IMPL": ("fused", "mixture implementation: fused (one attention) or naive (one per option, the release's)"),
+        "IMPL": ("fused", "mixture implementation: fused (one attention: the kernel formulation on CUDA, the "
+                          "materialised one on CPU), fused_kernel, fused_math, or naive (one per option, the release's)"),
         "ALPHA_LR": (0.0035, "learning rate of the alphas' Adam"),
         "ALPHA_BETAS": ((0.5, 0.999), "betas of the alphas' Adam"),
         "ALPHA_WEIGHT_DECAY": (0.0, "weight decay of the alphas' Adam"),

@@ -107,3 +107,33 @@ def test_text_memory_chunked_prediction_stops_growing_at_the_chunk_size():
     done = [{"classes": 100, "chunk": 100, "peak_bytes": 0.6 * 2**30}, {"classes": 100, "chunk": 0, "peak_bytes": 0.6 * 2**30}]
     assert text_memory.skip_reason(args, 1000, 100, done) is None  # one chunk of 100 at a time
     assert "exceeds the limit" in text_memory.skip_reason(args, 1000, 0, done)  # 6 GiB predicted
+
+
+def test_steps_tiny_measures_the_cut_and_the_cache_and_prints_their_ratios():
+    out = run_script("steps.py", "--arch", "tiny", "--trainers", "CoOp", "--classes", 5, "--repeats", 1,
+                     "--warmup", 0)
+    results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [(r["trainer"], r["classes"], r["setting"]) for r in results] == [("CoOp", 5, "on"), ("CoOp", 5, "off")]
+    assert all(r["median_s"] > 0 and r["peak_bytes"] > 0 for r in results)
+    assert re.search(r"^\| CoOp \| 5 \| .* s/step, .* MiB \| .* s/step, .* MiB \| time [0-9.]+x, memory [0-9.]+x \|$",
+                     out, re.M), out
+    out = run_script("steps.py", "--arch", "tiny", "--mode", "eval", "--trainers", "TrainerSubnet", "--classes", 5,
+                     "--repeats", 1, "--warmup", 0, "--eval-batch", 4, "--eval-batches", 2)
+    assert re.search(r"^\| TrainerSubnet \| 5 \| [0-9.]+ img/s .* \| [0-9.]+ img/s .* \| throughput [0-9.]+x \|$",
+                     out, re.M), out
+
+
+def test_gpu_set_plans_every_required_row_and_writes_one_table(tmp_path):
+    from benchmarks import gpu
+
+    rows = gpu.plan([100, 1000])
+    search = [(r[3], r[6]) for r in rows if r[0].startswith("search: fused + cut")]
+    assert sorted(search) == sorted((p, n) for p in ("fp32", "amp", "bf16") for n in (100, 1000))
+    groups = {r[0] for r in rows}
+    assert any(g.startswith("TrainerSubnet step") for g in groups) and any(g.startswith("CoOp step") for g in groups)
+    assert any("evaluation" in g for g in groups)
+    out = tmp_path / "table.md"
+    run_script("gpu.py", "--device", "cpu", "--arch", "tiny", "--classes", 5, "--repeats", 1, "--rows", "0",
+               "--out", out)
+    text = out.read_text()
+    assert text.startswith("Device: cpu;") and "| search: fused + cut vs naive + no cut (release) | fp32 | 5 |" in text

@@ -9,6 +9,7 @@ from trainers.deep_prompts import (
     branch_shapes,
     fixed_prompts,
     mixed_attention_fused,
+    mixed_attention_kernel,
     mixed_attention_naive,
     subnet_prompts,
     supernet_options,
@@ -42,8 +43,9 @@ def _supernet_logits(model, clip_model, options, alphas, impl, images, tokenized
     return model.logits(image_features, text_features)
 
 
+@pytest.mark.parametrize("impl", ["fused", "fused_math", "fused_kernel"])
 @pytest.mark.parametrize("max_len", [1, 3])
-def test_fused_equals_naive_logits_and_gradients(clip_model, max_len):
+def test_fused_equals_naive_logits_and_gradients(clip_model, max_len, impl):
     torch.manual_seed(0)
     model = PromptedCLIP(clip_model)
     shapes = branch_shapes(clip_model)
@@ -52,29 +54,64 @@ def test_fused_equals_naive_logits_and_gradients(clip_model, max_len):
     images, tokenized = _inputs(clip_model)
     labels = torch.tensor([0, 3, 4])
     results = {}
-    for impl in ("naive", "fused"):
-        logits = _supernet_logits(model, clip_model, options, alphas, impl, images, tokenized)
+    for name in ("naive", impl):
+        logits = _supernet_logits(model, clip_model, options, alphas, name, images, tokenized)
         loss = F.cross_entropy(logits, labels)
         params = [alphas["image"], alphas["text"]] + list(options["image"].parameters()) + list(
             options["text"].parameters()
         )
-        results[impl] = (logits.detach(), torch.autograd.grad(loss, params))
-    torch.testing.assert_close(results["fused"][0], results["naive"][0], rtol=1e-4, atol=1e-4)
-    for g_fused, g_naive in zip(results["fused"][1], results["naive"][1]):
+        results[name] = (logits.detach(), torch.autograd.grad(loss, params))
+    torch.testing.assert_close(results[impl][0], results["naive"][0], rtol=1e-4, atol=1e-4)
+    for g_fused, g_naive in zip(results[impl][1], results["naive"][1]):
         assert g_naive.abs().sum() > 0
         torch.testing.assert_close(g_fused, g_naive, rtol=1e-3, atol=1e-5)
 
 
-def test_block_level_fused_equals_naive_with_causal_mask(clip_model):
+@pytest.mark.parametrize("mixture", [mixed_attention_fused, mixed_attention_kernel])
+@pytest.mark.parametrize("tower", ["text", "image"])
+def test_block_level_fused_equals_naive_with_and_without_causal_mask(clip_model, mixture, tower):
     torch.manual_seed(1)
-    block = clip_model.transformer.resblocks[0]  # text block: causal mask among real tokens
-    h = torch.randn(12, 4, block.attn.embed_dim)
-    options = [torch.randn(k, block.attn.embed_dim) for k in range(1, 5)]
-    log_w = F.log_softmax(torch.randn(5), dim=-1)
-    torch.testing.assert_close(
-        mixed_attention_fused(block, h, options, log_w), mixed_attention_naive(block, h, options, log_w),
-        rtol=1e-4, atol=1e-5,
-    )
+    blocks = clip_model.transformer.resblocks if tower == "text" else clip_model.visual.transformer.resblocks
+    block = blocks[0]  # text block: causal mask among real tokens
+    width = block.attn.embed_dim
+    h = torch.randn(12, 4, width, requires_grad=True)
+    options = [torch.randn(k, width, requires_grad=True) for k in range(1, 5)]
+    alphas = torch.randn(5, requires_grad=True)
+    outputs, grads = [], []
+    for fn in (mixture, mixed_attention_naive):
+        out = fn(block, h, options, F.log_softmax(alphas, dim=-1))
+        outputs.append(out)
+        grads.append(torch.autograd.grad((out * torch.linspace(-1, 1, width)).sum(), [h, alphas] + options))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-4, atol=1e-5)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_attention_kernel_gives_the_log_sum_exp_and_its_gradient():
+    """The kernel path's (out, lse) and both gradients equal the materialised formula (CPU kernel)."""
+    from trainers.deep_prompts import _KernelAttention, _materialised_attention
+
+    g = torch.Generator().manual_seed(2)
+    inputs = [torch.randn(2, 3, 9, 8, generator=g) for _ in range(3)]
+    for causal in (False, True):
+        results = []
+        for fn in (_KernelAttention.apply, _materialised_attention):
+            leaves = [x.clone().requires_grad_(True) for x in inputs]
+            out, lse = fn(*leaves, causal, 0.3)
+            loss = (out * torch.cos(out)).sum() + (lse ** 2).sum()  # gradient through lse too
+            results.append([out, lse] + list(torch.autograd.grad(loss, leaves)))
+        for a, b in zip(*results):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_resolves_by_device():
+    from trainers.deep_prompts import resolve_implementation
+
+    assert resolve_implementation("fused", "cpu") == "fused_math"
+    assert resolve_implementation("fused", "cuda") == "fused_kernel"
+    assert resolve_implementation("naive", "cuda") == "naive"
+    with pytest.raises(ValueError, match="expected one of"):
+        resolve_implementation("flash", "cpu")
 
 
 @pytest.mark.parametrize("impl", ["naive", "fused"])

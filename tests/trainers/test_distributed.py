@@ -9,7 +9,7 @@ import torch
 import torch.multiprocessing as mp
 
 from clip.tiny import save_tiny_clip
-from dpl_helpers import TINY_SIZES, run_train, search_argv, subnet_argv
+from dpl_helpers import FAST_OPTS, TINY_SIZES, TOY_YAML, run_train, search_argv, subnet_argv
 
 
 def worker(rank, world_size, port, argv, result_dir):
@@ -72,3 +72,57 @@ def _config(tmp_path):
     path = tmp_path / "warmup.json"
     path.write_text('{"image": {"prompt_lengths": [1, 0]}, "text": {"prompt_lengths": [1, 0, 0]}}')
     return str(path)
+
+
+def shard_worker(rank, world_size, port, argv, result_dir):
+    torch.set_num_threads(1)
+    os.environ.update(WORLD_SIZE=str(world_size), RANK=str(rank), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    trainer = run_train(argv)
+    encoded = []  # classes per text pass on this rank
+    trainer.model.text_encoder.register_forward_pre_hook(lambda module, args: encoded.append(len(args[0])))
+    trainer.set_model_mode("eval")
+    with torch.no_grad():
+        trainer.model(next(iter(trainer.test_loader))["img"][:2])
+    state = {k: v.detach().clone() for k, v in trainer.model.prompt_learner.state_dict().items()}
+    torch.save({"state": state, "shard": trainer.model.text_shard, "encoded": encoded},
+               os.path.join(result_dir, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("trainer", ["CoOp", "TrainerSubnet"])
+def test_class_prompts_sharded_over_processes_train_as_unsharded(tmp_path, trainer):
+    """MODEL.TEXT_SHARD_CLASSES: each of 2 processes encodes half of Toy's classes; the features are
+    all-gathered with their gradients, so training ends on the prompts an unsharded run reaches."""
+    clip_path = save_tiny_clip(str(tmp_path / "clip.pt"), "ViT", seed=0, **TINY_SIZES)
+    root = str(tmp_path / "data")
+    learn = ["OPTIM.NAME", "adam", "OPTIM.LR", "0.01", "OPTIM.WARMUP_EPOCH", "0"]
+
+    def argv(out, shard):
+        opts = learn + ["MODEL.TEXT_SHARD_CLASSES", shard]
+        if trainer == "CoOp":
+            return coop_argv(root, clip_path, out, *opts)
+        return subnet_argv(root, clip_path, out, *opts, "TRAINER.TRAINERSUBNET.PROMPT_CONFIG", _config(tmp_path),
+                           epochs=1)
+
+    initial = run_train(["--no-train"] + argv(tmp_path / "warmup", "False"))  # generates Toy before forking
+    initial = initial.model.prompt_learner.state_dict()
+    results = {}
+    for shard in ("True", "False"):
+        mp.start_processes(shard_worker, args=(2, free_port(), [str(a) for a in argv(tmp_path / shard, shard)],
+                                               str(tmp_path)), nprocs=2, join=True, start_method="fork")
+        results[shard] = [torch.load(str(tmp_path / f"rank{r}.pt"), weights_only=False) for r in range(2)]
+
+    sharded, whole = results["True"], results["False"]
+    assert [r["shard"] for r in sharded] == [(0, 2), (1, 2)] and whole[0]["shard"] is None
+    n_classes = whole[0]["encoded"][0]
+    assert [r["encoded"] for r in sharded] == [[n_classes // 2], [n_classes - n_classes // 2]]
+    for key, value in whole[0]["state"].items():
+        assert torch.equal(sharded[0]["state"][key], sharded[1]["state"][key]), key  # ranks agree
+        torch.testing.assert_close(sharded[0]["state"][key], value, rtol=1e-4, atol=1e-5)
+    assert any(not torch.allclose(v, initial[k], atol=1e-3) for k, v in whole[0]["state"].items())  # it trained
+
+
+def coop_argv(root, clip_path, out, *opts):
+    return ["--root", root, "--output-dir", out, "--seed", 1, "--trainer", "CoOp", "--dataset-config-file", TOY_YAML,
+            *FAST_OPTS, "MODEL.BACKBONE.PATH", clip_path, "OPTIM.MAX_EPOCH", 1, "TRAINER.COOP.N_CTX", 4, *opts]
