@@ -1,7 +1,8 @@
-"""Run a grid of ``train.py`` jobs described by a small YAML, one at a time or one per GPU.
+"""Run a grid of ``train.py`` jobs described by a small YAML: one at a time, one per GPU, or on SLURM.
 
     python -m tools.sweep configs/sweeps/dpl_fewshot.yaml --dry-run
     python -m tools.sweep configs/sweeps/dpl_fewshot.yaml --gpus 0,1,2,3
+    python -m tools.sweep configs/sweeps/dpl_fewshot.yaml --slurm --partition gpu --time 240
 
 Run it from the repository root (commands use the relative paths of the spec). For every
 (dataset, shots, seed) the stages run as a chain: search -> train (one job per train config)
@@ -9,7 +10,9 @@ Run it from the repository root (commands use the relative paths of the spec). F
 <search output>/searched_config.json. Finished runs are skipped, unfinished ones are started again
 with the same command (the engine resumes from its output folder), a failing job does not stop
 the others, and the jobs that needed it are reported as skipped. Nothing is ever deleted; each
-job's stdout and stderr are appended to <output>/sweep_output.txt.
+job's stdout and stderr are appended to <output>/sweep_output.txt. With --slurm every job is a SLURM
+job submitted through submitit (settings: the spec's ``slurm:`` section and the command line),
+submitted once the job it needs has succeeded, so the same rules and the same report hold.
 """
 import argparse
 import os
@@ -29,8 +32,17 @@ PROMPT_CONFIG_KEY = "TRAINER.TRAINERSUBNET.PROMPT_CONFIG"
 PROTOCOLS = ("fewshot", "base2new")
 JOB_LOG = "sweep_output.txt"
 SPEC_KEYS = {"data_root", "output_root", "protocol", "datasets", "seeds", "shots", "stages", "opts", "python",
-             "train_script"}
+             "train_script", "slurm"}
 STAGE_KEYS = {"trainer", "config", "configs", "opts", "load_epoch"}
+# The spec's slurm: section -> submitit's update_parameters() names (generic ones, or slurm_* for sbatch
+# options); log_folder is the executor's folder. The only place the two vocabularies meet.
+SUBMITIT_NAMES = {"gpus_per_job": "gpus_per_node", "time": "timeout_min", "cpus_per_task": "cpus_per_task",
+                  "mem_gb": "mem_gb", "partition": "slurm_partition", "account": "slurm_account",
+                  "qos": "slurm_qos", "constraint": "slurm_constraint",
+                  "additional_parameters": "slurm_additional_parameters"}
+SLURM_KEYS = set(SUBMITIT_NAMES) | {"log_folder"}
+SLURM_FLAGS = {"partition": "--partition", "gpus_per_job": "--gpus-per-job", "time": "--time"}
+SLURM_POLL_S = 20  # seconds between looks at the submitted jobs (submitit reads result files, sacct rarely)
 
 
 @dataclass
@@ -116,7 +128,60 @@ def check_spec(spec, source="sweep spec"):
         raise ValueError(f"{source}: base2new needs stages.train.load_epoch (the last epoch, e.g. 40) to test "
                          f"the trained prompts on the new classes.")
     spec["stages"] = checked
+    spec["slurm"] = check_slurm(spec.get("slurm"), source, spec["output_root"])
     return spec
+
+
+def _slurm_value(key, value, name):
+    """One SLURM setting, checked and converted; value comes from YAML or, as a string, from the command line."""
+    if key in ("gpus_per_job", "time", "cpus_per_task"):
+        text = str(value).strip()
+        if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+            hint = " (minutes, e.g. 240 for four hours)" if key == "time" else ""
+            raise ValueError(f"{name} must be a whole number >= 1{hint}, found {value!r}.")
+        return int(text)
+    if key == "mem_gb":
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+        if isinstance(value, bool) or number is None or number <= 0:
+            raise ValueError(f"{name} must be a number of GB > 0 (e.g. 64), found {value!r}.")
+        return value if isinstance(value, (int, float)) else number
+    if key == "additional_parameters":
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ValueError(f"{name} must map sbatch option names to values (e.g. {{mail-type: END}}), "
+                             f"found {value!r}.")
+        return dict(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, found {value!r}.")
+    return value
+
+
+def check_slurm(section, source, output_root):
+    """The spec's slurm: section checked, with defaults (one GPU per job, logs in <output_root>/slurm_logs)."""
+    if section is None:
+        section = {}
+    if not isinstance(section, dict) or set(section) - SLURM_KEYS:
+        found = sorted(set(section) - SLURM_KEYS) if isinstance(section, dict) else repr(section)
+        raise ValueError(f"{source}: 'slurm' must be a mapping with keys among {sorted(SLURM_KEYS)}, found {found}.")
+    checked = {key: _slurm_value(key, value, f"{source}: slurm.{key}")
+               for key, value in section.items() if value is not None}
+    checked.setdefault("gpus_per_job", 1)
+    checked.setdefault("log_folder", os.path.join(output_root, "slurm_logs"))
+    return checked
+
+
+def slurm_settings(spec, partition=None, gpus_per_job=None, time_limit=None):
+    """The spec's SLURM settings with the command line's values on top; a time limit is required."""
+    given = {"partition": partition, "gpus_per_job": gpus_per_job, "time": time_limit}
+    settings = dict(spec["slurm"])
+    settings.update({key: _slurm_value(key, value, SLURM_FLAGS[key]) for key, value in given.items()
+                     if value is not None})
+    if "time" not in settings:
+        raise ValueError("--slurm needs a time limit per job: set slurm.time (minutes) in the sweep spec or pass "
+                         "--time MINUTES. A job still running at its limit is requeued with the same command.")
+    return settings
 
 
 def load_spec(path):
@@ -244,52 +309,189 @@ def _tail(path, lines=5):
         return "".join(f.readlines()[-lines:])
 
 
+def _schedule(jobs, start, slots, wait_any, echo):
+    """The loop of both runners: start each job once the job it needs succeeded, skip finished ones.
+
+    start(job, slot) -> (handle, where): handle.done(), handle.result() -> exit code; where ends the
+    'start' line (" on GPU 1", the SLURM job id). wait_any(handles) -> the handles that are done.
+    """
+    status, messages = {}, {}
+    pending, running = list(range(len(jobs))), {}
+
+    def record(i, code, why=None):
+        status[i] = "ok" if code == 0 else "failed"
+        if why is not None:
+            messages[i] = why
+        elif code != 0:
+            messages[i] = f"exit code {code}; output in {os.path.join(jobs[i].output_dir, JOB_LOG)}"
+        echo(f"{'done' if code == 0 else 'FAIL'}  {jobs[i].label()}" + ("" if code == 0 else f": {messages[i]}"))
+
+    while pending or running:
+        moved = False
+        for i in list(pending):
+            job, dep = jobs[i], jobs[i].after
+            if dep is not None and status.get(dep) in ("failed", "blocked"):
+                status[i], messages[i] = "blocked", f"not run: {jobs[dep].stage} job it needs did not succeed " \
+                                                    f"({jobs[dep].output_dir})"
+                echo(f"skip  {job.label()}: {messages[i]}")
+            elif dep is not None and dep not in status:
+                continue  # its dependency is still queued or running
+            elif is_finished(job):
+                status[i] = "finished"
+                echo(f"skip  {job.label()}: already finished ({job.output_dir})")
+            elif slots:
+                slot = slots.pop(0)
+                verb = "resume" if job_state(job) == "resume" else "start"
+                try:
+                    handle, where = start(job, slot)
+                except Exception as err:  # e.g. sbatch refused the job: the others go on
+                    slots.append(slot)
+                    record(i, None, f"could not start: {err}")
+                else:
+                    echo(f"{verb} {job.label()}{where}")
+                    running[handle] = (i, slot)
+            else:
+                continue
+            pending.remove(i)
+            moved = True
+        if not running:
+            if pending and not moved:  # only possible with a dependency that points forward
+                raise ValueError(f"Jobs {pending} wait for jobs that never run; check their 'after' indices.")
+            continue
+        for handle in wait_any(list(running)):
+            i, slot = running.pop(handle)
+            slots.append(slot)
+            try:
+                record(i, handle.result())
+            except Exception as err:  # the runner itself failed (missing python, a killed SLURM job): keep going
+                record(i, None, f"could not run: {err}")
+    return SweepResult([status[i] for i in range(len(jobs))], messages)
+
+
 def run_jobs(jobs, runner=run_command, gpus=None, echo=print):
     """Run jobs in list order, each after the job it depends on; one at a time, or one per GPU.
 
     runner(command, env, log_path) -> exit code. Returns a SweepResult.
     """
     slots = list(gpus) if gpus else [None]
-    status, messages = {}, {}
-    pending, running = list(range(len(jobs))), {}
     with ThreadPoolExecutor(max_workers=len(slots)) as pool:
-        while pending or running:
-            for i in list(pending):
-                job, dep = jobs[i], jobs[i].after
-                if dep is not None and status.get(dep) in ("failed", "blocked"):
-                    status[i], messages[i] = "blocked", f"not run: {jobs[dep].stage} job it needs did not succeed " \
-                                                        f"({jobs[dep].output_dir})"
-                    pending.remove(i)
-                    echo(f"skip  {job.label()}: {messages[i]}")
-                elif dep is not None and dep not in status:
-                    continue  # its dependency is still queued or running
-                elif is_finished(job):
-                    status[i] = "finished"
-                    pending.remove(i)
-                    echo(f"skip  {job.label()}: already finished ({job.output_dir})")
-                elif slots:
-                    gpu = slots.pop(0)
-                    verb = "resume" if job_state(job) == "resume" else "start"
-                    echo(f"{verb} {job.label()}" + (f" on GPU {gpu}" if gpu is not None else ""))
-                    running[pool.submit(_run_one, job, gpu, runner)] = (i, gpu)
-                    pending.remove(i)
-            if not running:
-                if pending:  # only possible with a dependency that points forward
-                    raise ValueError(f"Jobs {pending} wait for jobs that never run; check their 'after' indices.")
-                break
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                i, gpu = running.pop(future)
-                slots.append(gpu)
-                try:
-                    code = future.result()
-                except Exception as err:  # the runner itself failed (missing python, ...): keep going
-                    code, messages[i] = None, f"could not run: {err}"
-                status[i] = "ok" if code == 0 else "failed"
-                if code not in (0, None):
-                    messages[i] = f"exit code {code}; output in {os.path.join(jobs[i].output_dir, JOB_LOG)}"
-                echo(f"{'done' if code == 0 else 'FAIL'}  {jobs[i].label()}" + ("" if code == 0 else f": {messages[i]}"))
-    return SweepResult([status[i] for i in range(len(jobs))], messages)
+        def start(job, gpu):
+            return pool.submit(_run_one, job, gpu, runner), (f" on GPU {gpu}" if gpu is not None else "")
+
+        return _schedule(jobs, start, slots, lambda futures: wait(futures, return_when=FIRST_COMPLETED)[0], echo)
+
+
+# ---------------------------------------------------------------------------- SLURM (submitit)
+def _import_submitit():
+    try:
+        import submitit
+    except ImportError as err:
+        raise ImportError("--slurm submits the jobs through submitit, which is not installed here: "
+                          "pip install submitit (or pip install -r requirements-dev.txt).") from err
+    return submitit
+
+
+def launch_command(command, gpus_per_job):
+    """What a SLURM job runs: the train.py command, or with several GPUs the same through torchrun
+    (python -m torch.distributed.run, so the spec's interpreter), one process per GPU."""
+    if gpus_per_job <= 1:
+        return list(command)
+    return [command[0], "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus_per_job}",
+            *command[1:]]
+
+
+def executor_parameters(settings):
+    """submitit's update_parameters() arguments for checked SLURM settings (see SUBMITIT_NAMES)."""
+    parameters = {"nodes": 1, "tasks_per_node": 1}  # one task: torchrun starts the per-GPU processes itself
+    parameters.update({SUBMITIT_NAMES[key]: value for key, value in settings.items() if key in SUBMITIT_NAMES})
+    return parameters
+
+
+def make_executor(settings, cluster="slurm"):
+    """A submitit executor with the settings; cluster="local" runs the jobs on this machine (tests)."""
+    submitit = _import_submitit()
+    try:
+        executor = submitit.AutoExecutor(folder=settings["log_folder"], cluster=cluster)
+    except RuntimeError as err:  # no srun on this machine
+        raise RuntimeError(f"--slurm could not find SLURM here ({err}). Run the sweep where sbatch works "
+                           f"(a login node), or without --slurm to run the jobs on this machine.") from err
+    executor.update_parameters(**executor_parameters(settings))
+    return executor
+
+
+@dataclass
+class SlurmTask:
+    """The callable a SLURM job runs (pickled by submitit): the command, output appended to the job log."""
+    command: List[str]
+    output_dir: str
+
+    def __call__(self):
+        os.makedirs(self.output_dir, exist_ok=True)
+        return run_command(self.command, None, os.path.join(self.output_dir, JOB_LOG))  # the job's own env
+
+    def checkpoint(self):
+        """Called by submitit at the time limit or on preemption: requeue the same command, which
+        resumes from the output folder (up to 3 time-outs, submitit's default)."""
+        return _import_submitit().helpers.DelayedSubmission(self)
+
+
+class _SubmittedJob:
+    """A submitit job as _schedule sees it; a job that ended without an exit code says why."""
+
+    def __init__(self, job):
+        self.job = job
+
+    def done(self):
+        return self.job.done()
+
+    def result(self):
+        try:
+            return self.job.result()
+        except Exception as err:  # the command could not start, time limit reached too often, cancelled, ...
+            raise RuntimeError(f"SLURM job {self.job.job_id} ended without an exit code (state {self.job.state}): "
+                               f"{_error_line(err)}; see {self.job.paths.stderr}") from err
+
+
+def _error_line(err):
+    """One line of a submitit error: the exception the job raised (its traceback sits between two
+    rules of dashes), else the first line."""
+    text = str(err)
+    parts = text.split("\n" + "-" * 22 + "\n")
+    if len(parts) >= 3 and parts[1].strip():
+        return parts[1].strip().splitlines()[-1]
+    return (text.strip().splitlines() or [type(err).__name__])[0]
+
+
+def _poll(handles, poll_s):
+    while True:
+        done = [handle for handle in handles if handle.done()]
+        if done:
+            return done
+        time.sleep(poll_s)
+
+
+def run_slurm_jobs(jobs, settings, cluster="slurm", poll_s=SLURM_POLL_S, echo=print):
+    """Like run_jobs, each job a SLURM job: submitted when the job it needs has succeeded (no
+    SLURM dependencies, so nothing is left pending behind a failure). Returns a SweepResult."""
+    executor = make_executor(settings, cluster)
+    submitted = []
+
+    def start(job, slot):
+        executor.update_parameters(name=f"{job.stage}-{job.dataset}-{job.shots}shots-seed{job.seed}")
+        submitit_job = executor.submit(SlurmTask(launch_command(job.command, settings["gpus_per_job"]),
+                                                 job.output_dir))
+        submitted.append(_SubmittedJob(submitit_job))
+        return submitted[-1], f": SLURM job {submitit_job.job_id} (submitit log {submitit_job.paths.stdout})"
+
+    echo(f"SLURM: {executor_parameters(settings)}; submitit logs in {settings['log_folder']}")
+    try:
+        slots = [None] * len(jobs)  # no limit of our own: SLURM queues what it cannot run yet
+        return _schedule(jobs, start, slots, lambda handles: _poll(handles, poll_s), echo)
+    except KeyboardInterrupt:
+        left = [s.job.job_id for s in submitted if not s.done()]
+        echo(f"Interrupted. Submitted jobs keep running: {' '.join(left) or 'none'}. Wait for them (or scancel "
+             f"them) before starting the sweep again, or those runs would be started twice.")
+        raise
 
 
 def report(jobs, result):
@@ -307,28 +509,50 @@ def report(jobs, result):
     return "\n".join(lines)
 
 
-def dry_run(jobs, echo=print):
+def dry_run(jobs, echo=print, settings=None):
+    """Print each job's state and command; with SLURM settings, the command the SLURM job runs."""
+    if settings is not None:
+        echo(f"# SLURM, every job: {executor_parameters(settings)}; submitit logs in {settings['log_folder']}")
     for job in jobs:
         state = job_state(job)
         if job.after is not None and state != "finished" and job_state(jobs[job.after]) != "finished":
             state += f", after its {jobs[job.after].stage} job"
         echo(f"# {job.label()}: {state}")
-        echo(shlex.join(job.command))
+        echo(shlex.join(job.command if settings is None else launch_command(job.command, settings["gpus_per_job"])))
 
 
-def main(argv=None, runner=run_command):
+def main(argv=None, runner=run_command, cluster="slurm", poll_s=SLURM_POLL_S):
+    """cluster and poll_s are for the tests: cluster="local" is submitit's executor on this machine."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("spec", help="sweep YAML (see configs/sweeps/)")
     parser.add_argument("--gpus", help="comma-separated GPU ids: one job per GPU at a time (CUDA_VISIBLE_DEVICES)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and each run's state, run nothing")
+    slurm = parser.add_argument_group("SLURM", "submit every job to SLURM through submitit; the settings come "
+                                               "from the spec's slurm: section, these options override it")
+    slurm.add_argument("--slurm", action="store_true", help="one SLURM job per run (needs: pip install submitit)")
+    slurm.add_argument("--partition", help="SLURM partition (slurm.partition)")
+    slurm.add_argument("--gpus-per-job", metavar="N",
+                       help="GPUs of each job; N > 1 runs train.py through torchrun (slurm.gpus_per_job, default 1)")
+    slurm.add_argument("--time", dest="time_limit", metavar="MINUTES", help="time limit of each job (slurm.time)")
     args = parser.parse_args(argv)
 
-    jobs = build_jobs(load_spec(args.spec))
+    overrides = {"partition": args.partition, "gpus_per_job": args.gpus_per_job, "time_limit": args.time_limit}
+    if not args.slurm and any(value is not None for value in overrides.values()):
+        parser.error("--partition, --gpus-per-job and --time set SLURM jobs: add --slurm (or drop them).")
+    if args.slurm and args.gpus:
+        parser.error("--gpus picks local GPUs; with --slurm each job gets its own (slurm.gpus_per_job or "
+                     "--gpus-per-job). Use one of the two.")
+    spec = load_spec(args.spec)
+    jobs = build_jobs(spec)
+    settings = slurm_settings(spec, **overrides) if args.slurm else None
     if args.dry_run:
-        dry_run(jobs)
+        dry_run(jobs, settings=settings)
         return 0
-    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
-    result = run_jobs(jobs, runner=runner, gpus=gpus)
+    if settings is not None:
+        result = run_slurm_jobs(jobs, settings, cluster=cluster, poll_s=poll_s)
+    else:
+        gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
+        result = run_jobs(jobs, runner=runner, gpus=gpus)
     print(report(jobs, result))
     return 0 if result.ok else 1
 

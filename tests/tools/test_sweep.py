@@ -2,6 +2,7 @@ import json
 import os
 import shlex
 import sys
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -208,3 +209,167 @@ def test_runner_callable_and_exceptions(tmp_path):
     assert "python not found" in result.messages[2]
     assert [s[1] for s in seen] == ["3", "3", "3"]
     assert seen[0][2] == os.path.join(jobs[0].output_dir, sweep.JOB_LOG)
+
+
+# ---------------------------------------------------------------------------- SLURM (submitit)
+SLURM_SECTION = {"partition": "gpu", "gpus_per_job": 2, "time": 90, "cpus_per_task": 8, "mem_gb": 64,
+                 "account": "lab", "additional_parameters": {"mail-type": "END"}}
+
+
+def test_slurm_settings_from_the_spec_and_the_command_line(tmp_path):
+    spec = check_spec(make_spec(tmp_path, "train.py", slurm=SLURM_SECTION)[1])
+    assert spec["slurm"]["log_folder"] == os.path.join(str(tmp_path / "out"), "slurm_logs")
+    settings = sweep.slurm_settings(spec, partition="debug", time_limit="30")
+    assert settings["partition"] == "debug" and settings["time"] == 30 and settings["gpus_per_job"] == 2
+    assert sweep.executor_parameters(settings) == {
+        "nodes": 1, "tasks_per_node": 1, "gpus_per_node": 2, "timeout_min": 30, "cpus_per_task": 8, "mem_gb": 64,
+        "slurm_partition": "debug", "slurm_account": "lab", "slurm_additional_parameters": {"mail-type": "END"}}
+    # without a slurm: section: one GPU per job, the time from the command line
+    bare = sweep.slurm_settings(check_spec(make_spec(tmp_path, "train.py")[1]), time_limit="45")
+    assert sweep.executor_parameters(bare) == {"nodes": 1, "tasks_per_node": 1, "gpus_per_node": 1,
+                                               "timeout_min": 45}
+
+
+def test_slurm_parameters_reach_submitit(tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    spec = check_spec(make_spec(tmp_path, "train.py", slurm=SLURM_SECTION)[1])
+    settings = sweep.slurm_settings(spec, gpus_per_job="4")
+    local = sweep.make_executor(settings, cluster="local")
+    assert {k: local.parameters[k] for k in ("gpus_per_node", "timeout_min", "tasks_per_node")} == \
+        {"gpus_per_node": 4, "timeout_min": 90, "tasks_per_node": 1}
+    # the SLURM executor needs only an srun on the PATH to be built: its sbatch parameters
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    with pytest.raises(RuntimeError, match="could not find SLURM here"):
+        sweep.make_executor(settings)
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "srun").chmod(0o755)
+    parameters = sweep.make_executor(settings).parameters
+    assert {k: parameters[k] for k in ("partition", "account", "time", "gpus_per_node", "cpus_per_task", "mem",
+                                       "ntasks_per_node", "additional_parameters")} == {
+        "partition": "gpu", "account": "lab", "time": 90, "gpus_per_node": 4, "cpus_per_task": 8, "mem": "64GB",
+        "ntasks_per_node": 1, "additional_parameters": {"mail-type": "END"}}
+
+
+def test_several_gpus_per_job_run_through_torchrun(tmp_path, capsys):
+    path, spec = make_spec(tmp_path, "train.py", datasets=["dtd"], seeds=[1], slurm={"time": 60})
+    command = build_jobs(check_spec(spec))[0].command
+    assert sweep.launch_command(command, 1) == command
+    assert sweep.launch_command(command, 4) == [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", *command[1:]]
+    assert sweep.main([path, "--slurm", "--gpus-per-job", "4", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert shlex.join(sweep.launch_command(command, 4)) in printed and "'gpus_per_node': 4" in printed
+
+
+def test_bad_slurm_settings_say_what_to_do(tmp_path, capsys):
+    raw = make_spec(tmp_path, "train.py")[1]
+    for section, message in (({"time": "4h"}, r"slurm.time must be a whole number >= 1 \(minutes"),
+                             ({"gpus_per_job": 0}, "slurm.gpus_per_job must be a whole number >= 1"),
+                             ({"mem_gb": "lots"}, "slurm.mem_gb must be a number of GB"),
+                             ({"partition": ""}, "slurm.partition must be a non-empty string"),
+                             ({"additional_parameters": ["x"]}, "must map sbatch option names"),
+                             ({"gpus": 2}, r"keys among .*found \['gpus'\]"),
+                             (["gpu"], "'slurm' must be a mapping")):
+        with pytest.raises(ValueError, match=message):
+            check_spec(dict(raw, slurm=section))
+    spec = check_spec(raw)
+    with pytest.raises(ValueError, match="needs a time limit per job: set slurm.time"):
+        sweep.slurm_settings(spec)
+    with pytest.raises(ValueError, match="--time must be a whole number >= 1"):
+        sweep.slurm_settings(spec, time_limit="-5")
+    path = make_spec(tmp_path, "train.py")[0]
+    for argv, message in (([path, "--time", "60"], "add --slurm"),
+                          ([path, "--slurm", "--time", "60", "--gpus", "0,1"], "Use one of the two")):
+        with pytest.raises(SystemExit):
+            sweep.main(argv)
+        assert message in capsys.readouterr().err
+
+
+def test_slurm_without_submitit_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    path = make_spec(tmp_path, "train.py", slurm={"time": 60})[0]
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit now raises ImportError
+    with pytest.raises(ImportError, match="pip install submitit"):
+        sweep.main([path, "--slurm"])
+    assert sweep.main([path, "--slurm", "--dry-run"]) == 0  # a dry run needs no submitit
+
+
+def test_slurm_sweep_chains_skips_finished_and_reports_failures(tmp_path, fake, capsys):
+    pytest.importorskip("submitit")
+    script, read_calls = fake
+    path, _ = make_spec(tmp_path, script, slurm={"time": 600, "partition": "gpu"})
+    finished_search = out_dir(tmp_path, "search", "dtd", "TrainerSupernet", "vit_b16_search", 1)
+    os.makedirs(finished_search)
+    with open(os.path.join(finished_search, "log.txt"), "w") as f:
+        f.write("Finish training\nElapsed: 0:10:00\n")
+    with open(os.path.join(finished_search, "searched_config.json"), "w") as f:
+        f.write("{}")
+    unfinished_train = out_dir(tmp_path, "fewshot", "dtd", "TrainerSubnet", "vit_b16_ep40", 2)
+    os.makedirs(unfinished_train)
+    with open(os.path.join(unfinished_train, "log.txt"), "w") as f:
+        f.write("No checkpoint found\nepoch [1/40] batch [1/1]\n")
+
+    assert sweep.main([path, "--slurm", "--time", "5"], cluster="local", poll_s=0.05) == 1
+    ran = called_dirs(read_calls())
+    assert finished_search not in ran and len(ran) == 5  # dtd: train 1, search 2, train 2; broken: two searches
+    assert not any("fewshot/broken" in d for d in ran)
+    search = ran.index(out_dir(tmp_path, "search", "dtd", "TrainerSupernet", "vit_b16_search", 2))
+    assert search < ran.index(unfinished_train)  # submitted once its search had succeeded
+    assert len([n for n in os.listdir(unfinished_train) if n.startswith("log.txt-")]) == 1  # resumed
+    with open(os.path.join(unfinished_train, sweep.JOB_LOG)) as f:
+        assert "=== " in f.read()  # the job's output went to the output folder, as with the local runner
+    logs = tmp_path / "out" / "slurm_logs"
+    assert len(list(logs.glob("*_submitted.pkl"))) == 5  # nothing submitted for the finished search
+
+    printed = capsys.readouterr().out
+    assert printed.count(": SLURM job ") == 5 and str(logs) in printed
+    assert "Sweep: 8 jobs: 3 ran, 1 already finished, 2 failed, 2 skipped" in printed
+    assert "exit code 3" in printed and "Traceback: the broken dataset cannot be read" in printed
+    assert "Skipped (a job they need failed):" in printed and "[train] broken shots=4 seed=2" in printed
+    assert "resume [train] dtd shots=4 seed=2" in printed
+
+    # a second sweep submits only what has not finished
+    assert sweep.main([path, "--slurm", "--time", "5"], cluster="local", poll_s=0.05) == 1
+    again = called_dirs(read_calls())[len(ran):]
+    assert len(again) == 2 and all("/search/broken/" in d for d in again)
+    assert len(list(logs.glob("*_submitted.pkl"))) == 7
+
+
+def test_slurm_jobs_that_cannot_be_submitted_block_only_their_chain(tmp_path, monkeypatch):
+    class FakeJob:  # a submitit job that has succeeded
+        job_id, paths = "42", SimpleNamespace(stdout="42_0_log.out")
+
+        def done(self):
+            return True
+
+        def result(self):
+            return 0
+
+    class FakeExecutor:
+        def update_parameters(self, **parameters):
+            self.name = parameters.get("name", getattr(self, "name", None))
+
+        def submit(self, task):
+            if "broken" in self.name:
+                raise RuntimeError("sbatch: error: invalid partition specified: gpu")
+            return FakeJob()
+
+    monkeypatch.setattr(sweep, "make_executor", lambda settings, cluster: FakeExecutor())
+    spec = check_spec(make_spec(tmp_path, "train.py", seeds=[1], slurm={"time": 5})[1])
+    result = sweep.run_slurm_jobs(build_jobs(spec), sweep.slurm_settings(spec), poll_s=0, echo=lambda line: None)
+    assert result.status == ["ok", "ok", "failed", "blocked"]
+    assert "could not start: sbatch: error: invalid partition" in result.messages[2]
+
+
+def test_slurm_task_appends_to_the_job_log_and_requeues_itself(tmp_path, fake):
+    submitit = pytest.importorskip("submitit")
+    script, read_calls = fake
+    spec = check_spec(make_spec(tmp_path, script, datasets=["dtd"], seeds=[1])[1])
+    job = build_jobs(spec)[0]
+    task = sweep.SlurmTask(job.command, job.output_dir)
+    assert task() == 0 and called_dirs(read_calls()) == [job.output_dir]
+    with open(os.path.join(job.output_dir, sweep.JOB_LOG)) as f:
+        assert shlex.join(job.command) in f.read()
+    requeued = task.checkpoint()  # what submitit submits again at the time limit
+    assert isinstance(requeued, submitit.helpers.DelayedSubmission) and requeued.function == task
