@@ -8,19 +8,35 @@
 
 Trailing ``KEY VALUE`` pairs override any config key; every key and its default is in
 ``dassl/config/defaults.py`` (engine) or ``extend_cfg`` below (this project).
+
+A mistake in the input (``dassl/errors.py``: unknown name or key, missing file, weights or
+checkpoint that do not fit, ...) prints one ``error:`` line and exits with status 2; ``--debug``
+or ``DPL_DEBUG=1`` shows its traceback. Any other exception is a bug and keeps its traceback.
 """
 
 import argparse
+import os
 import sys
 
 import torch
+import yaml
 from yacs.config import CfgNode as CN
 
 import datasets  # registers every dataset
 import trainers
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
-from dassl.utils import collect_env_info, get_most_similar_str_to_a_from_b, setup_logger, set_random_seed
+from dassl.utils import (
+    ConfigError,
+    MissingFileError,
+    UnknownNameError,
+    UserError,
+    collect_env_info,
+    get_most_similar_str_to_a_from_b,
+    set_random_seed,
+    setup_logger,
+    user_message,
+)
 from dassl.utils.dist import get_rank, get_world_size, init_distributed_from_env
 
 trainers.register_all()  # imports every method module: each registers its trainers
@@ -101,11 +117,11 @@ def all_keys(node, prefix=""):
 def check_override_keys(cfg, opts):
     """Fail with the key's name (and the closest existing one) before yacs sees a bad override."""
     if len(opts) % 2 != 0:
-        raise ValueError("Config overrides must be KEY VALUE pairs, got an odd number of items: {}".format(opts))
+        raise ConfigError("Config overrides must be KEY VALUE pairs, got an odd number of items: {}".format(opts))
     known = all_keys(cfg)
     for key in opts[0::2]:
         if key not in known:
-            raise KeyError(
+            raise UnknownNameError(
                 'Unknown config key "{}" in the command-line overrides (did you mean "{}"?). '
                 "Every key is listed in dassl/config/defaults.py or train.py: extend_cfg.".format(
                     key, get_most_similar_str_to_a_from_b(key, known))
@@ -113,11 +129,16 @@ def check_override_keys(cfg, opts):
 
 
 def merge_file(cfg, path):
+    if not os.path.isfile(path):
+        raise MissingFileError("Config file {} not found; check --config-file / --dataset-config-file (the "
+                               "files of this repository are under configs/).".format(path))
     try:
         cfg.merge_from_file(path)
     except KeyError as e:
-        raise KeyError("{}: {} (keys are listed in dassl/config/defaults.py and train.py: extend_cfg)".format(
+        raise UnknownNameError("{}: {} (keys are listed in dassl/config/defaults.py and train.py: extend_cfg)".format(
             path, e.args[0] if e.args else e)) from e
+    except (ValueError, yaml.YAMLError) as e:  # a value of the wrong type, or not YAML
+        raise ConfigError("{}: {}".format(path, e)) from e
 
 
 def setup_cfg(args):
@@ -129,7 +150,10 @@ def setup_cfg(args):
         merge_file(cfg, args.config_file)
     reset_cfg(cfg, args)
     check_override_keys(cfg, args.opts)
-    cfg.merge_from_list(args.opts)
+    try:
+        cfg.merge_from_list(args.opts)
+    except ValueError as e:  # yacs: a value of the wrong type
+        raise ConfigError("In the command-line overrides: {}".format(e)) from e
     cfg.freeze()
     return cfg
 
@@ -160,7 +184,10 @@ def main(args):
 
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
-        trainer.test()
+        if cfg.TEST.SAVE_PREDICTIONS:  # <OUTPUT_DIR>/predictions_<split>.npz
+            trainer.test(save_predictions=True)
+        else:
+            trainer.test()
         return trainer
 
     if not args.no_train:
@@ -186,10 +213,29 @@ def get_parser():
     parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
     parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an input error too (also: environment DPL_DEBUG=1)")
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
                         help="modify config options using the command-line")
     return parser
 
 
+def debug_requested(args):
+    return args.debug or os.environ.get("DPL_DEBUG", "") not in ("", "0")
+
+
+def run(argv=None):
+    """The program: ``main`` with an input error (``UserError``) printed as one line, exit status 2."""
+    args = get_parser().parse_args(argv)
+    try:
+        return main(args)
+    except UserError as error:
+        if debug_requested(args):
+            raise
+        sys.stdout.flush()
+        print("error: {}".format(user_message(error)), file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    run()

@@ -18,6 +18,8 @@ import torch
 from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize, ToTensor
 from tqdm import tqdm
 
+from dassl.errors import ConfigError, DownloadError, MissingFileError, UnknownNameError
+
 from .model import build_model, strip_non_parameters
 from .simple_tokenizer import SimpleTokenizer as _Tokenizer
 
@@ -79,7 +81,7 @@ def _download(url: str, root: str = None) -> str:
     expected = _expected_sha256(url)
 
     if os.path.exists(target) and not os.path.isfile(target):
-        raise RuntimeError(f"{target} exists and is not a regular file; remove it or choose another download_root")
+        raise DownloadError(f"{target} exists and is not a regular file; remove it or choose another download_root")
     if os.path.isfile(target):
         if expected is None or _sha256(target) == expected:
             return target
@@ -100,12 +102,12 @@ def _download(url: str, root: str = None) -> str:
                             digest.update(chunk)
                             bar.update(len(chunk))
             except (urllib.error.URLError, OSError) as err:
-                raise RuntimeError(
+                raise DownloadError(
                     f"Could not download CLIP weights from {url} ({err}); expected a cached copy at {target}. "
                     + _how_to_provide(target, url)
                 ) from err
         if expected is not None and digest.hexdigest() != expected:
-            raise RuntimeError(
+            raise DownloadError(
                 f"Downloaded {url} but its SHA256 is {digest.hexdigest()}, expected {expected}; the file was "
                 f"discarded. Retry, or place a verified copy at {target}."
             )
@@ -124,11 +126,11 @@ def _resolve(name_or_path: str, download_root: str = None) -> str:
     # backbone names contain "/" too, so only a file extension or an absolute path marks a path
     looks_like_path = os.path.isabs(name_or_path) or name_or_path.endswith((".pt", ".pth", ".bin", ".ckpt"))
     if looks_like_path:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"CLIP weights file {name_or_path} not found. Check MODEL.BACKBONE.PATH (or the path passed "
             f"to clip.load), or give a backbone name: {available_models()}"
         )
-    raise ValueError(
+    raise UnknownNameError(
         f"Unknown CLIP backbone {name_or_path!r} (and no file at {os.path.abspath(name_or_path)}); "
         f"known backbones: {available_models()}, or pass the path of a weights file"
     )
@@ -146,11 +148,20 @@ def load_state_dict(name_or_path: str, download_root: str = None) -> dict:
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation notices
             state_dict = torch.jit.load(path, map_location="cpu").state_dict()
     except RuntimeError:  # not a TorchScript archive
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # truncated, or not written by torch
+            raise ConfigError(
+                f"Cannot read CLIP weights {path} ({type(err).__name__}: {err}); expected a TorchScript "
+                f"archive (OpenAI's .pt) or a state dict saved with torch.save. The file may be truncated or "
+                f"of another kind: replace it, or give a backbone name ({available_models()})."
+            ) from err
         if isinstance(state_dict, dict) and isinstance(state_dict.get("state_dict"), dict):
             state_dict = state_dict["state_dict"]
     if not isinstance(state_dict, dict):
-        raise ValueError(f"{path} holds a {type(state_dict).__name__}, expected a CLIP state dict or TorchScript model")
+        raise ConfigError(
+            f"{path} holds a {type(state_dict).__name__}, expected a CLIP state dict or TorchScript model"
+        )
     return strip_non_parameters(dict(state_dict))
 
 

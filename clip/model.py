@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dassl.errors import ConfigError  # a user error (the weights given); the module has no imports
+
 from .resnet import ModifiedResNet
 
 # OpenAI's towers use 64-dimensional attention heads; the head count is not stored in the weights.
@@ -432,7 +434,7 @@ def build_model(state_dict: dict) -> CLIP:
     missing = [k for k in ("text_projection", "positional_embedding", "token_embedding.weight", "ln_final.weight")
                if k not in state_dict]
     if missing or not any(k.startswith("visual.") for k in state_dict):
-        raise ValueError(
+        raise ConfigError(
             f"not a CLIP state dict (missing {missing or 'the visual.* weights'}); expected OpenAI's key "
             f"names, found e.g. {sorted(state_dict)[:5]}"
         )

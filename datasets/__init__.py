@@ -12,6 +12,8 @@ import pkgutil
 import traceback
 import warnings
 
+from dassl.errors import RegistrationError
+
 IMPORT_FAILURES = {}
 
 for _module in sorted(info.name for info in pkgutil.iter_modules(__path__)):
@@ -25,8 +27,9 @@ for _module in sorted(info.name for info in pkgutil.iter_modules(__path__)):
 
 
 def check_registered(name):
-    """Raise ImportError when a dataset of ``name`` ("A" or "A,B") is not registered and a reader failed
-    to import. Does nothing otherwise: then ``build_dataset``'s own error is the right one."""
+    """Raise RegistrationError (an ImportError) when a dataset of ``name`` ("A" or "A,B") is not
+    registered and a reader failed to import. Does nothing otherwise: then ``build_dataset``'s own
+    error is the right one."""
     if not IMPORT_FAILURES:
         return
     from dassl.data.datasets import DATASET_REGISTRY
@@ -35,7 +38,7 @@ def check_registered(name):
     missing = [n.strip() for n in name.split(",") if n.strip() and n.strip() not in registered]
     if missing:
         details = "\n".join(f"--- {module}:\n{error.rstrip()}" for module, error in IMPORT_FAILURES.items())
-        raise ImportError(
+        raise RegistrationError(
             f"Dataset {', '.join(missing)} is not registered (registered: {sorted(registered)}), and "
             f"{len(IMPORT_FAILURES)} module(s) failed to import, so their datasets are missing: "
             f"{', '.join(IMPORT_FAILURES)}. Fix the error below and run again.\n{details}"

@@ -20,7 +20,7 @@ import tempfile
 from collections import defaultdict
 
 from dassl.data.datasets import Datum, DatasetBase
-from dassl.utils import listdir_nohidden, read_json, write_json
+from dassl.utils import ConfigError, MissingFileError, listdir_nohidden, read_json, write_json
 
 DOCS = "docs/DATASETS.md"
 
@@ -41,7 +41,7 @@ def require(path, what, dataset_name, hint=""):
     )
     if hint:
         message += f"; {hint}"
-    raise FileNotFoundError(message + ".")
+    raise MissingFileError(message + ".")
 
 
 def load_matlab(filepath):
@@ -63,7 +63,15 @@ def load_matlab(filepath):
 def read_split(filepath, path_prefix):
     """Read a CoOp split file; image paths in it are relative to ``path_prefix``."""
     print(f"Reading split from {filepath}")
-    split = read_json(filepath)
+    try:
+        split = read_json(filepath)
+        rows = {name: split[name] for name in ("train", "val", "test")}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(
+            f"Cannot read the split file {filepath} ({type(error).__name__}: {error}); expected CoOp's JSON "
+            f'{{"train": [[path, label, class name], ...], "val": [...], "test": [...]}}. Replace it with the '
+            f"published file ({DOCS})."
+        ) from error
 
     def to_items(rows):
         return [
@@ -71,7 +79,7 @@ def read_split(filepath, path_prefix):
             for relpath, label, classname in rows
         ]
 
-    return to_items(split["train"]), to_items(split["val"]), to_items(split["test"])
+    return to_items(rows["train"]), to_items(rows["val"]), to_items(rows["test"])
 
 
 def save_split(train, val, test, filepath, path_prefix):
@@ -99,7 +107,7 @@ def split_trainval(trainval, p_val=0.2):
     for label, indices in indices_by_label.items():
         n_val = round(len(indices) * p_val)
         if n_val < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"class {label} has {len(indices)} train+val images, too few to put {p_val:.0%} "
                 f"of them in the val split; every class needs at least {math.ceil(0.5 / p_val)}"
             )
@@ -130,7 +138,7 @@ def read_and_split_data(image_dir, p_trn=0.5, p_val=0.2, ignored=(), new_cnames=
         n_val = round(len(images) * p_val)
         n_test = len(images) - n_train - n_val
         if min(n_train, n_val, n_test) < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"{category_dir} holds {len(images)} images; a {p_trn:.0%}/{p_val:.0%}/rest split "
                 f"gives {n_train}/{n_val}/{n_test}, but each part needs at least one image. "
                 "Add images to that class or remove the folder."
@@ -148,6 +156,18 @@ def read_and_split_data(image_dir, p_trn=0.5, p_val=0.2, ignored=(), new_cnames=
 
 def fewshot_cache_path(dataset_dir, num_shots, seed):
     return os.path.join(dataset_dir, "split_fewshot", f"shot_{num_shots}-seed_{seed}.pkl")
+
+
+def load_pickle(filepath, what):
+    """A cache this code wrote (``what`` names it in the error); a corrupt one is an error saying to delete it."""
+    try:
+        with open(filepath, "rb") as f:
+            return pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as error:
+        raise ConfigError(
+            f"Cannot read the {what} {filepath} ({type(error).__name__}: {error}). Delete it: it is rebuilt "
+            f"on the next run."
+        ) from error
 
 
 def dump_pickle_atomically(obj, filepath):
@@ -179,8 +199,7 @@ def load_or_make_fewshot(dataset, dataset_dir, num_shots, seed, train, val=None)
     cache = fewshot_cache_path(dataset_dir, num_shots, seed)
     if os.path.exists(cache):
         print(f"Loading preprocessed few-shot data from {cache}")
-        with open(cache, "rb") as f:
-            data = pickle.load(f)
+        data = load_pickle(cache, "few-shot cache")
         return data["train"], data.get("val", val)
 
     train = dataset.generate_fewshot_dataset(train, num_shots=num_shots)
@@ -199,7 +218,7 @@ def subsample_classes(*splits, subsample="all"):
     Labels are taken from the first split (train). Returns the splits in the same order.
     """
     if subsample not in ("all", "base", "new"):
-        raise ValueError(f'DATASET.SUBSAMPLE_CLASSES must be "all", "base" or "new", got "{subsample}"')
+        raise ConfigError(f'DATASET.SUBSAMPLE_CLASSES must be "all", "base" or "new", got "{subsample}"')
     if subsample == "all":
         return splits
 
@@ -271,7 +290,7 @@ class CoOpDataset(DatasetBase):
         try:
             train, val, test = self.make_split()
         except FileNotFoundError as error:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{type(self).__name__}: the split file {self.split_path} does not exist, and the split "
                 f"cannot be rebuilt from the original files either: {error}"
             ) from error
@@ -283,4 +302,4 @@ class CoOpDataset(DatasetBase):
         return train, val, test
 
     def make_split(self):
-        raise FileNotFoundError(f"download the split file as described in {DOCS}#{type(self).__name__.lower()}")
+        raise MissingFileError(f"download the split file as described in {DOCS}#{type(self).__name__.lower()}")

@@ -20,7 +20,7 @@ import os
 import random
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
-from dassl.utils import listdir_nohidden
+from dassl.utils import ConfigError, listdir_nohidden
 
 from .common import DOCS, CoOpDataset, dataset_root, read_and_split_data, read_split, require, save_split
 
@@ -47,12 +47,12 @@ def parse_classnames(entries, folders):
     for entry in entries:
         folder, sep, name = entry.partition(":")
         if not sep or not folder.strip() or not name.strip():
-            raise ValueError(
+            raise ConfigError(
                 f'DATASET.IMAGE_FOLDER.CLASSNAMES entries must look like "folder:class name", got "{entry}"'
             )
         folder = folder.strip()
         if folder not in names:
-            raise ValueError(
+            raise ConfigError(
                 f'DATASET.IMAGE_FOLDER.CLASSNAMES names the folder "{folder}", but the class folders '
                 f"are {sorted(names)}; fix the entry or the folder name"
             )
@@ -78,7 +78,7 @@ class ImageFolder(CoOpDataset):
     def locate(self, cfg):
         folder = self.options.DIR
         if not folder:
-            raise ValueError(
+            raise ConfigError(
                 "DATASET.IMAGE_FOLDER.DIR is empty: set it to the image folder (relative to DATASET.ROOT "
                 f"or absolute), see configs/datasets/image_folder_example.yaml and {DOCS}"
             )
@@ -87,7 +87,7 @@ class ImageFolder(CoOpDataset):
     def layout(self):
         layout = self.options.LAYOUT
         if layout not in ("auto", "classes", "splits"):
-            raise ValueError(f'DATASET.IMAGE_FOLDER.LAYOUT must be "auto", "classes" or "splits", got "{layout}"')
+            raise ConfigError(f'DATASET.IMAGE_FOLDER.LAYOUT must be "auto", "classes" or "splits", got "{layout}"')
         if layout == "auto":
             has_splits = all(os.path.isdir(os.path.join(self.dataset_dir, s)) for s in ("train", "test"))
             layout = "splits" if has_splits else "classes"
@@ -115,7 +115,7 @@ class ImageFolder(CoOpDataset):
             items = []
             for folder in class_folders(split_dir):
                 if folder not in labels:
-                    raise ValueError(
+                    raise ConfigError(
                         f"{os.path.join(split_dir, folder)} is a class that {train_dir} does not have; "
                         "every class needs training images"
                     )
@@ -144,7 +144,7 @@ class ImageFolder(CoOpDataset):
         train, val, test = read_split(self.split_path, self.dataset_dir)
         split_folders = sorted({self.class_folder_of(item) for item in train})
         if split_folders != folders:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.split_path} was made for the classes {split_folders}, but {self.dataset_dir} "
                 f"now holds {folders}; delete the split file (and {FEWSHOT_DIR}/) to make a new split"
             )

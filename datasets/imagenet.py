@@ -6,13 +6,14 @@ slow, so the lists are cached in ``imagenet/preprocessed.pkl`` (``{"train": [...
 """
 
 import os
-import pickle
 from collections import OrderedDict
 
-from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
-from dassl.utils import listdir_nohidden
+from tqdm import tqdm
 
-from .common import DOCS, CoOpDataset, dump_pickle_atomically, dataset_root, require
+from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
+from dassl.utils import ConfigError, is_main_process, listdir_nohidden
+
+from .common import DOCS, CoOpDataset, dump_pickle_atomically, dataset_root, load_pickle, require
 
 
 def read_classnames(text_file):
@@ -32,12 +33,15 @@ def read_class_folders(image_dir, classnames, dataset_name):
     folders = sorted(f.name for f in os.scandir(image_dir) if f.is_dir() and not f.name.startswith("."))
     unknown = [folder for folder in folders if folder not in classnames]
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"{dataset_name}: class folders {unknown[:5]} in {image_dir} are not in classnames.txt; "
             f"use the classnames.txt of ImageNet described in {DOCS}#imagenet"
         )
     items = []
-    for label, folder in enumerate(folders):
+    # the first ImageNet run reads 1.3M paths, one class folder at a time (bar after one second)
+    bar = tqdm(folders, desc=f"{dataset_name}: reading {image_dir}", unit="class", delay=1,
+               disable=not is_main_process())
+    for label, folder in enumerate(bar):
         folder_dir = os.path.join(image_dir, folder)
         for imname in listdir_nohidden(folder_dir, sort=True):
             items.append(Datum(impath=os.path.join(folder_dir, imname), label=label, classname=classnames[folder]))
@@ -52,8 +56,7 @@ class ImageNet(CoOpDataset):
     def read_splits(self):
         self.preprocessed = os.path.join(self.dataset_dir, "preprocessed.pkl")
         if os.path.exists(self.preprocessed):
-            with open(self.preprocessed, "rb") as f:
-                preprocessed = pickle.load(f)
+            preprocessed = load_pickle(self.preprocessed, "ImageNet cache")
             return preprocessed["train"], None, preprocessed["test"]
 
         text_file = require(

@@ -6,7 +6,7 @@ import random
 from collections import defaultdict
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
-from dassl.utils import read_json
+from dassl.utils import ConfigError, read_json
 
 from .common import CoOpDataset, load_matlab, require
 
@@ -40,7 +40,7 @@ class OxfordFlowers(CoOpDataset):
             n_train = round(len(impaths) * 0.5)
             n_val = round(len(impaths) * 0.2)
             if min(n_train, n_val, len(impaths) - n_train - n_val) < 1:
-                raise ValueError(f"class {label} has only {len(impaths)} images, too few to split")
+                raise ConfigError(f"class {label} has only {len(impaths)} images, too few to split")
             classname = lab2cname[str(label)]
 
             def to_items(paths):

@@ -9,6 +9,8 @@
 import json
 import os
 
+from dassl.errors import ConfigError
+
 DEFAULT_TEMPLATE = "a photo of a {}."
 
 _TEMPLATES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prompt_templates.json")
@@ -34,7 +36,7 @@ def template_for(cfg, table=None):
     if name == "ImageFolder":
         template = cfg.DATASET.IMAGE_FOLDER.TEMPLATE
         if template.count("{}") != 1:
-            raise ValueError(
+            raise ConfigError(
                 f'DATASET.IMAGE_FOLDER.TEMPLATE must contain exactly one "{{}}" for the class name, '
                 f'got "{template}"'
             )

@@ -19,6 +19,7 @@ import tempfile
 from PIL import Image, ImageDraw
 
 from dassl.data.datasets import DATASET_REGISTRY
+from dassl.utils import ConfigError, MissingFileError
 
 from .common import CoOpDataset, read_and_split_data, save_split
 
@@ -50,13 +51,13 @@ SPLIT_FILE = "split_zhou_Toy.json"
 def toy_settings(cfg):
     toy = cfg.DATASET.TOY
     if not 1 <= toy.NUM_CLASSES <= len(TOY_CLASSES):
-        raise ValueError(
+        raise ConfigError(
             "DATASET.TOY.NUM_CLASSES must be between 1 and {}, got {}".format(len(TOY_CLASSES), toy.NUM_CLASSES))
     if toy.IMAGES_PER_CLASS < 4:
-        raise ValueError("DATASET.TOY.IMAGES_PER_CLASS must be at least 4 (train/val/test each need one), "
-                         "got {}".format(toy.IMAGES_PER_CLASS))
+        raise ConfigError("DATASET.TOY.IMAGES_PER_CLASS must be at least 4 (train/val/test each need one), "
+                          "got {}".format(toy.IMAGES_PER_CLASS))
     if toy.IMAGE_SIZE < 8:
-        raise ValueError("DATASET.TOY.IMAGE_SIZE must be at least 8 pixels, got {}".format(toy.IMAGE_SIZE))
+        raise ConfigError("DATASET.TOY.IMAGE_SIZE must be at least 8 pixels, got {}".format(toy.IMAGE_SIZE))
     return {"num_classes": toy.NUM_CLASSES, "images_per_class": toy.IMAGES_PER_CLASS,
             "image_size": toy.IMAGE_SIZE, "seed": toy.SEED}
 
@@ -147,7 +148,7 @@ class Toy(CoOpDataset):
     def locate(self, cfg):
         """``<DATASET.ROOT>/toy``, generated first when missing."""
         if not cfg.DATASET.ROOT:
-            raise ValueError(
+            raise ConfigError(
                 "Toy: DATASET.ROOT (--root) is empty; expected a folder in which the generated dataset "
                 "will live as <root>/toy/. Pass e.g. --root ./data")
         dataset_dir = os.path.join(os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT)), self.dataset_dir)
@@ -156,13 +157,13 @@ class Toy(CoOpDataset):
         if not os.path.exists(dataset_dir):
             generate_toy(dataset_dir, settings)
         elif not os.path.isfile(config_path):
-            raise FileNotFoundError(
+            raise MissingFileError(
                 "Toy: {} exists but has no {}, so it was not made by the Toy generator. "
                 "Remove it or choose another DATASET.ROOT.".format(dataset_dir, CONFIG_FILE))
         with open(config_path, "r") as f:
             existing = json.load(f)
         if existing != settings:
-            raise ValueError(
+            raise ConfigError(
                 "Toy: {} was generated with {}, but DATASET.TOY asks for {}. Delete that folder to "
                 "regenerate it, or use another DATASET.ROOT.".format(dataset_dir, existing, settings))
         return dataset_dir

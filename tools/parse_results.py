@@ -10,6 +10,11 @@ Runs are grouped by (protocol, trainer, config, dataset, shots); the seeds of a 
 ``seed<S>`` folders. Base-to-new runs (``.../train_base/...`` and ``.../test_new/...``) are paired
 by seed and give base, new and their harmonic mean. A run whose log has no final result is
 listed as unfinished and never averaged.
+
+    python -m tools.parse_results --predictions output/.../seed1/predictions_test.npz --out results/seed1
+
+reports, from the ``predictions_<split>.npz`` files a run writes with ``TEST.SAVE_PREDICTIONS True``,
+accuracy, macro F1, per-class accuracy and the confusion matrix (numbers as the engine's evaluator).
 """
 import argparse
 import csv
@@ -228,6 +233,122 @@ def summarize(runs):
             "base2new_averages": b2n_average_rows, "unfinished": unfinished}
 
 
+# ---------------------------------------------------------------------------- predictions files
+def load_predictions(path):
+    """The arrays of a ``predictions_<split>.npz``, checked (ValueError saying what is wrong otherwise)."""
+    from dassl.evaluation.predictions import load_predictions as load  # imports torch: only in this mode
+
+    return load(path)
+
+
+def prediction_report(predictions, path=""):
+    """Metrics of one predictions file, as the engine's Classification evaluator computes them.
+
+    Predicted class = argmax of the logits (first maximum on ties, as torch's max). Accuracy,
+    error and macro F1 in %; per-class accuracy over the classes present among the labels, and
+    their mean; confusion matrix of counts, (C, C), row = true label, column = predicted label.
+    """
+    from dassl.evaluation.evaluator import macro_f1_score
+
+    labels = predictions["labels"].astype(int)
+    classnames = [str(name) for name in predictions["classnames"]]
+    num_classes = len(classnames)
+    predicted = predictions["logits"].argmax(axis=1)
+    confusion = [[0] * num_classes for _ in range(num_classes)]
+    for true, pred in zip(labels.tolist(), predicted.tolist()):
+        confusion[true][pred] += 1
+    total, correct = len(labels), int((labels == predicted).sum())
+    accuracy = 100.0 * correct / max(total, 1)
+    per_class = []
+    for label in sorted(set(labels.tolist())):
+        class_total = sum(confusion[label])
+        per_class.append(dict(label=label, classname=classnames[label], total=class_total,
+                              correct=confusion[label][label], accuracy=100.0 * confusion[label][label] / class_total))
+    return dict(path=path, num_samples=total, num_classes=num_classes, total=total, correct=correct,
+                accuracy=accuracy, error_rate=100.0 - accuracy, macro_f1=100.0 * macro_f1_score(labels, predicted),
+                perclass_accuracy=sum(c["accuracy"] for c in per_class) / max(len(per_class), 1),
+                per_class=per_class, classnames=classnames, confusion_matrix=confusion)
+
+
+def _cell(text):
+    return str(text).replace("|", "\\|")
+
+
+def predictions_to_markdown(reports, max_cmat_classes=20, csv_paths=None):
+    """The printed report of each predictions file; the confusion matrix only up to ``max_cmat_classes``."""
+    lines = []
+    for i, r in enumerate(reports):
+        lines += [f"## Predictions: `{r['path']}`", "",
+                  "| samples | classes | correct | accuracy (%) | error (%) | macro F1 (%) "
+                  "| mean per-class accuracy (%) |",
+                  "|---:|---:|---:|---:|---:|---:|---:|",
+                  f"| {r['total']} | {r['num_classes']} | {r['correct']} | {_num(r['accuracy'])} | "
+                  f"{_num(r['error_rate'])} | {_num(r['macro_f1'])} | {_num(r['perclass_accuracy'])} |", "",
+                  "Per-class accuracy (classes present among the labels):", "",
+                  "| label | class | total | correct | accuracy (%) |", "|---:|---|---:|---:|---:|"]
+        lines += [f"| {c['label']} | {_cell(c['classname'])} | {c['total']} | {c['correct']} | {_num(c['accuracy'])} |"
+                  for c in r["per_class"]]
+        lines.append("")
+        n = r["num_classes"]
+        where = f" Written to `{csv_paths[i]}`." if csv_paths else " `--out` writes it as CSV."
+        if n > max_cmat_classes:
+            lines += [f"Confusion matrix: {n} x {n}, not printed (more than --max-cmat-classes "
+                      f"{max_cmat_classes}).{where}", ""]
+            continue
+        lines += [f"Confusion matrix (counts; row = true class, column = predicted label).{where}", "",
+                  "| true \\ predicted | " + " | ".join(str(k) for k in range(n)) + " |",
+                  "|---|" + "---:|" * n]
+        lines += [f"| {k} {_cell(name)} | " + " | ".join(str(v) for v in row) + " |"
+                  for k, (name, row) in enumerate(zip(r["classnames"], r["confusion_matrix"]))]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def confusion_csv_rows(report):
+    """Header then one row per true class: label, class name, count predicted as each class."""
+    rows = [["true_label", "true_class"] + report["classnames"]]
+    rows += [[k, name] + row for k, (name, row) in enumerate(zip(report["classnames"], report["confusion_matrix"]))]
+    return rows
+
+
+def confusion_csv_paths(prefix, count):
+    """``<prefix>_confusion.csv`` for one file, ``<prefix>_confusion_<k>.csv`` (k from 1, in order) for several."""
+    if count == 1:
+        return [prefix + "_confusion.csv"]
+    return [f"{prefix}_confusion_{k}.csv" for k in range(1, count + 1)]
+
+
+def write_prediction_outputs(reports, prefix, markdown):
+    """<prefix>.md (the printed report), <prefix>.json (every report) and the confusion CSVs; returns the paths."""
+    folder = os.path.dirname(os.path.abspath(prefix))
+    os.makedirs(folder, exist_ok=True)
+    csv_paths = confusion_csv_paths(prefix, len(reports))
+    with open(prefix + ".md", "w") as f:
+        f.write(markdown)
+    with open(prefix + ".json", "w") as f:
+        json.dump([dict(r, confusion_csv=p) for r, p in zip(reports, csv_paths)], f, indent=2)
+    for report, path in zip(reports, csv_paths):
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows(confusion_csv_rows(report))
+    return [prefix + ".md", prefix + ".json"] + csv_paths
+
+
+def report_predictions(paths, out=None, max_cmat_classes=20):
+    """Print (and with ``out`` write) the report of each predictions file; returns the exit status."""
+    try:
+        reports = [prediction_report(load_predictions(path), path) for path in paths]
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    csv_paths = confusion_csv_paths(out, len(reports)) if out else None
+    markdown = predictions_to_markdown(reports, max_cmat_classes, csv_paths)
+    print(markdown)
+    if out:
+        for path in write_prediction_outputs(reports, out, markdown):
+            print(f"Wrote {path}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- output
 def _num(value, digits=2):
     return "–" if value is None else f"{value:.{digits}f}"
@@ -330,11 +451,25 @@ def write_outputs(summary, prefix):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", help="root of the output tree (searched at any depth for folders with log.txt)")
-    parser.add_argument("--out", help="write <OUT>.md, <OUT>.csv and <OUT>.json as well as printing the table")
+    parser.add_argument("root", nargs="?",
+                        help="root of the output tree (searched at any depth for folders with log.txt)")
+    parser.add_argument("--out", help="write <OUT>.md, <OUT>.csv and <OUT>.json as well as printing the table "
+                                      "(with --predictions: <OUT>.md, <OUT>.json and the confusion matrices as "
+                                      "<OUT>_confusion.csv, or <OUT>_confusion_<k>.csv for several files)")
     parser.add_argument("--protocol", action="append",
                         help="keep only runs whose protocol path starts with this (repeatable), e.g. fewshot")
+    parser.add_argument("--predictions", nargs="+", metavar="NPZ",
+                        help="instead of an output tree: report accuracy, per-class accuracy and the confusion "
+                             "matrix of these predictions_<split>.npz files (written with TEST.SAVE_PREDICTIONS True)")
+    parser.add_argument("--max-cmat-classes", type=int, default=20,
+                        help="with --predictions: print confusion matrices up to this many classes (default 20)")
     args = parser.parse_args(argv)
+    if args.predictions:
+        if args.root or args.protocol:
+            parser.error("--predictions reads the given files only: drop the output-tree root and --protocol")
+        return report_predictions(args.predictions, args.out, args.max_cmat_classes)
+    if not args.root:
+        parser.error("give the root of an output tree, or --predictions FILE.npz ...")
 
     runs = find_runs(args.root)
     if args.protocol:

@@ -37,8 +37,10 @@ def import_modules(package, path, skip=()):
 
 def missing_error(what, name, registered, failures):
     """The error for an unregistered ``name`` when some modules failed to import (``failures``)."""
+    from dassl.errors import RegistrationError  # here: `import trainers` imports nothing
+
     details = "\n".join(f"--- {module}:\n{error.rstrip()}" for module, error in failures.items())
-    return ImportError(
+    return RegistrationError(
         f'{what} "{name}" is not registered (registered: {sorted(registered)}), and {len(failures)} module(s) '
         f"failed to import, so what they define is missing: {', '.join(failures)}. Fix the error below and "
         f"run again.\n{details}"
@@ -55,7 +57,8 @@ def register_all():
 
 
 def check_registered(name):
-    """Raise ImportError when trainer ``name`` is not registered and a method module failed to import.
+    """Raise RegistrationError (an ImportError) when trainer ``name`` is not registered and a method
+    module failed to import.
 
     Does nothing when ``name`` is registered or every module imported: then ``build_trainer``'s
     own error (closest name, every registered name) is the right one.

@@ -23,7 +23,7 @@ import torch
 from dassl.engine import TrainerX
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
-from dassl.utils import load_pretrained_weights
+from dassl.utils import ConfigError, load_pretrained_weights
 
 from trainers.common import (
     PRECISIONS,
@@ -51,7 +51,7 @@ OPTIONS = {
 def check_choice(key, value, allowed):
     """Raise a readable error when config ``key`` is not one of ``allowed``."""
     if value not in allowed:
-        raise ValueError(f"{key} is {value!r}; expected one of {list(allowed)}.")
+        raise ConfigError(f"{key} is {value!r}; expected one of {list(allowed)}.")
     return value
 
 
@@ -120,7 +120,7 @@ class PromptTrainer(TrainerX):
         new_layers = [optim.NEW_LAYERS] if isinstance(optim.NEW_LAYERS, str) else list(optim.NEW_LAYERS)
         unknown = [name for name in new_layers if name not in modules]
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"OPTIM.NEW_LAYERS names {unknown}, but the learnable modules of {type(self).__name__} are "
                 f"{list(modules)}; e.g. OPTIM.NEW_LAYERS \"['head']\" for a head with parameters."
             )

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 import clip
-from dassl.utils import load_checkpoint
+from dassl.utils import CheckpointError, ConfigError, MissingFileError, load_checkpoint
 try:  # our engine; upstream Dassl runs single-process and has no such module
     from dassl.utils.dist import average_gradients, get_rank, get_world_size, is_main_process
 except ImportError:  # pragma: no cover - only on upstream Dassl
@@ -62,7 +62,7 @@ def load_clip_to_cpu(cfg):
     path = backbone.get("PATH", "")
     source = path if path else backbone.NAME
     if not source:
-        raise ValueError(
+        raise ConfigError(
             "No CLIP backbone configured: MODEL.BACKBONE.NAME and MODEL.BACKBONE.PATH are "
             f"both empty. Set MODEL.BACKBONE.NAME to one of {clip.available_models()} "
             "or MODEL.BACKBONE.PATH to a local checkpoint file."
@@ -91,7 +91,7 @@ def check_input_size(cfg, clip_model):
     resolution = clip_model.visual.input_resolution
     size = tuple(cfg.INPUT.SIZE)
     if size != (resolution, resolution):
-        raise ValueError(
+        raise ConfigError(
             f"INPUT.SIZE is {size} but the CLIP backbone expects {resolution}x{resolution} "
             f"images. Set INPUT.SIZE ({resolution}, {resolution}) in the trainer config "
             "or on the command line (INPUT.SIZE \"({r}, {r})\").".format(r=resolution)
@@ -104,7 +104,7 @@ def check_input_size(cfg, clip_model):
 def check_precision(prec):
     """Raise a readable error for an unknown PREC value (usable in check_cfg)."""
     if prec not in PRECISIONS:
-        raise ValueError(
+        raise ConfigError(
             f"Unknown precision PREC={prec!r}; expected one of {list(PRECISIONS)} "
             "(set TRAINER.<METHOD>.PREC)."
         )
@@ -350,7 +350,7 @@ def load_prompt_learners(trainer, directory, epoch=None, drop_keys=CLASS_BUFFERS
     for name in trainer.get_model_names():
         model_path = osp.join(directory, name, model_file)
         if not osp.exists(model_path):
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f'No checkpoint at "{model_path}". Expected --model-dir to be a training '
                 f"output folder containing {name}/{model_file}; check --model-dir and "
                 "--load-epoch (omit --load-epoch to load model-best.pth.tar)."
@@ -366,14 +366,14 @@ def load_prompt_learners(trainer, directory, epoch=None, drop_keys=CLASS_BUFFERS
         try:
             missing, unexpected = trainer._models[name].load_state_dict(state_dict, strict=False)
         except RuntimeError as error:  # tensor shapes differ
-            raise RuntimeError(f'Checkpoint "{model_path}" does not fit {name}: {error}\n{hint}') from None
+            raise CheckpointError(f'Checkpoint "{model_path}" does not fit {name}: {error}\n{hint}') from None
         missing = [k for k in missing if k not in drop_keys and (keep is None or keep(k))]
         lacking = [k for k in missing if may_lack is not None and may_lack(k)]
         if lacking:
             warnings.warn(f'"{model_path}" has no {lacking}: they keep their current values.', stacklevel=2)
             missing = [k for k in missing if k not in lacking]
         if missing or unexpected:
-            raise RuntimeError(
+            raise CheckpointError(
                 f'Checkpoint "{model_path}" does not fit {name}: missing {missing}, '
                 f"unexpected {unexpected}. {hint}"
             )

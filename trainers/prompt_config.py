@@ -3,8 +3,9 @@
 Every reader and writer of these files goes through this module: the search trainer
 (``write_search_outputs`` every epoch, ``write_search_summary`` at the end), the subnet
 (``read_prompt_config``, ``prompt_lengths_from_alphas``) and tools/plot_alpha.py and
-tools/compare_configs.py. It needs numpy only: matplotlib is imported inside the plotting
-functions (Agg canvas, no pyplot) and torch never, so the tools read a search folder without torch.
+tools/compare_configs.py. It needs numpy only (and dassl/errors.py, which imports nothing):
+matplotlib is imported inside the plotting functions (Agg canvas, no pyplot) and torch never, so
+the tools read a search folder without torch.
 
 A search output folder holds, with E = epoch (0 = the initial values):
 
@@ -31,6 +32,8 @@ import re
 import tempfile
 
 import numpy as np
+
+from dassl.errors import ConfigError, MissingFileError  # imports nothing: no torch here
 
 CONFIG_FORMAT = "dpl-prompt-config/1"
 BRANCHES = ("image", "text")
@@ -198,20 +201,21 @@ def format_lengths(config):
 def load_alpha(path, expected_blocks=None, branch="image"):
     """An alpha file as a float32 (blocks, N + 1) array, checked against the model's depth when given."""
     if not path:
-        raise ValueError(f"No {branch} alpha file given (TRAINER.TRAINERSUBNET.{ALPHA_SUFFIX[branch].upper()}_ALPHA_PATH).")
+        key = f"TRAINER.TRAINERSUBNET.{ALPHA_SUFFIX[branch].upper()}_ALPHA_PATH"
+        raise ConfigError(f"No {branch} alpha file given ({key}).")
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{branch} alpha file not found: {path}. Expected an alpha_e<epoch>_{ALPHA_SUFFIX[branch]}.npy "
             f"written by the search stage (TrainerSupernet)."
         )
     try:
         alpha = np.load(path, allow_pickle=False)
     except Exception as err:
-        raise ValueError(f"Cannot read {branch} alpha file {path}: {err}. Expected a numpy .npy array.") from err
+        raise ConfigError(f"Cannot read {branch} alpha file {path}: {err}. Expected a numpy .npy array.") from err
     if alpha.ndim != 2 or alpha.shape[1] < 1:
-        raise ValueError(f"{branch} alpha file {path} has shape {tuple(alpha.shape)}: expected (blocks, N + 1).")
+        raise ConfigError(f"{branch} alpha file {path} has shape {tuple(alpha.shape)}: expected (blocks, N + 1).")
     if expected_blocks is not None and alpha.shape[0] != expected_blocks:
-        raise ValueError(
+        raise ConfigError(
             f"{branch} alpha file {path} has shape {tuple(alpha.shape)}, but the loaded CLIP's {branch} encoder "
             f"has {expected_blocks} blocks: expected ({expected_blocks}, N + 1). Was it searched with another backbone?"
         )
@@ -222,7 +226,7 @@ def load_search_alphas(folder):
     """{epoch: (alpha_img, alpha_txt)}, in epoch order, from the alpha files of a search folder."""
     epochs = alpha_epochs(folder)
     if not epochs:
-        raise FileNotFoundError(f"No alpha_e<E>_img.npy / alpha_e<E>_txt.npy pairs in {folder}: "
+        raise MissingFileError(f"No alpha_e<E>_img.npy / alpha_e<E>_txt.npy pairs in {folder}: "
                                 f"is it a search (TrainerSupernet) output folder?")
     return {epoch: tuple(load_alpha(alpha_path(folder, epoch, branch), branch=branch) for branch in BRANCHES)
             for epoch in epochs}
@@ -234,7 +238,7 @@ def read_prompt_config(path, expected_blocks=None):
     expected_blocks: {"image": blocks, "text": blocks} of the loaded model, or None (no depth check).
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"Prompt configuration not found: {path}. Expected a searched_config.json from the search stage "
             f"or a hand-written file of the same form (docs/dpl.md)."
         )
@@ -242,20 +246,20 @@ def read_prompt_config(path, expected_blocks=None):
         with open(path) as f:
             config = json.load(f)
     except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"Cannot read prompt configuration {path}: {err}") from err
+        raise ConfigError(f"Cannot read prompt configuration {path}: {err}") from err
     lengths = {}
     for branch in BRANCHES:
         entry = config.get(branch) if isinstance(config, dict) else None
         values = entry.get("prompt_lengths") if isinstance(entry, dict) else None
         if not isinstance(values, list):
-            raise ValueError(f'{path}: missing "{branch}": {{"prompt_lengths": [...]}} (one integer per block).')
+            raise ConfigError(f'{path}: missing "{branch}": {{"prompt_lengths": [...]}} (one integer per block).')
         bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 0]
         if bad:
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: {branch} prompt_lengths must be non-negative integers, found {bad[:5]}."
             )
         if expected_blocks is not None and len(values) != expected_blocks[branch]:
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: {branch} prompt_lengths has {len(values)} entries, but the loaded CLIP's {branch} "
                 f"encoder has {expected_blocks[branch]} blocks."
             )
@@ -280,7 +284,7 @@ def read_prompt_lengths(source, expected_blocks=None):
             return read_prompt_config(json_path, expected_blocks)
         epochs = alpha_epochs(source)
         if not epochs:
-            raise FileNotFoundError(f"{source} has neither {SEARCHED_CONFIG} nor alpha_e<E>_img.npy / _txt.npy "
+            raise MissingFileError(f"{source} has neither {SEARCHED_CONFIG} nor alpha_e<E>_img.npy / _txt.npy "
                                     f"files: is it a search (TrainerSupernet) output folder?")
         return prompt_lengths_from_alphas(alpha_path(source, epochs[-1], "image"),
                                           alpha_path(source, epochs[-1], "text"), expected_blocks)

@@ -8,6 +8,7 @@ prompts start from N(0, INIT_STD^2). Optional knowledge distillation from zero-s
 """
 
 from dassl.engine import TRAINER_REGISTRY
+from dassl.utils import ConfigError
 
 from datasets.templates import IMAGENET_TEMPLATES, template_for
 from trainers import prompt_config
@@ -45,7 +46,7 @@ def searched_prompt_lengths(cfg, clip_model):
         return prompt_config.read_prompt_config(opts.PROMPT_CONFIG, blocks)
     if opts.IMG_ALPHA_PATH or opts.TXT_ALPHA_PATH:
         return prompt_config.prompt_lengths_from_alphas(opts.IMG_ALPHA_PATH, opts.TXT_ALPHA_PATH, blocks)
-    raise ValueError(
+    raise ConfigError(
         "TrainerSubnet needs a prompt configuration: set TRAINER.TRAINERSUBNET.PROMPT_CONFIG to a "
         "searched_config.json (or a hand-written one), or TRAINER.TRAINERSUBNET.IMG_ALPHA_PATH and "
         "TXT_ALPHA_PATH to the search's alpha_e<E>_img.npy / alpha_e<E>_txt.npy."
@@ -124,7 +125,7 @@ class TrainerSubnet(PromptTrainer):
         opts = cfg.TRAINER.TRAINERSUBNET
         check_choice("TRAINER.TRAINERSUBNET.CTX_INIT", opts.CTX_INIT, CTX_INIT_MODES)
         if opts.KD_WEIGHT < 0 or opts.KD_TEMP <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"TRAINER.TRAINERSUBNET.KD_WEIGHT must be >= 0 and KD_TEMP > 0 (got KD_WEIGHT {opts.KD_WEIGHT}, "
                 f"KD_TEMP {opts.KD_TEMP})."
             )
@@ -134,5 +135,5 @@ class TrainerSubnet(PromptTrainer):
         for line in prompt_config.format_lengths({b: {"prompt_lengths": lengths[b]} for b in lengths}):
             print(f"Prompt configuration, {line}")
         if not any(lengths["image"]) and not any(lengths["text"]):
-            raise ValueError("The prompt configuration has 0 tokens in every block: nothing to train.")
+            raise ConfigError("The prompt configuration has 0 tokens in every block: nothing to train.")
         return CustomCLIP(cfg, classnames, clip_model, lengths)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
-from dassl.utils import load_checkpoint, save_checkpoint
+from dassl.utils import ConfigError, load_checkpoint, save_checkpoint
 
 from trainers import prompt_config
 from trainers.base import PromptTrainer, check_choice
@@ -137,7 +137,7 @@ class TrainerSupernet(PromptTrainer):
         check_choice("TRAINER.TRAINERSUPERNET.VAL_BATCHES", opts.VAL_BATCHES, VAL_BATCH_MODES)
         for key in ("N_CTX_VISION", "N_CTX_TEXT"):
             if int(opts[key]) < 0:
-                raise ValueError(f"TRAINER.TRAINERSUPERNET.{key} must be >= 0 (got {opts[key]}).")
+                raise ConfigError(f"TRAINER.TRAINERSUPERNET.{key} must be >= 0 (got {opts[key]}).")
 
     # ------------------------------------------------------------------ data
     def build_data_loader(self):

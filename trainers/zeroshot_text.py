@@ -8,8 +8,9 @@
   different positions, and the release keeps only the last one (docs/dpl.md, release defects).
 """
 import torch
+from tqdm import tqdm
 
-from trainers.common import clean_classname, tokenize
+from trainers.common import clean_classname, is_main_process, tokenize
 
 RECIPES = ("features", "embeddings")
 
@@ -45,7 +46,9 @@ def zeroshot_text_features(model, clip_model, classnames, templates, recipe="fea
         names = [clean_classname(name) for name in classnames]
         device = clip_model.token_embedding.weight.device
         total = 0.0
-        for template in templates:
+        # 60 templates x 1000 ImageNet classes take a while: a bar when it lasts more than a second
+        for template in tqdm(templates, desc="Zero-shot text features", unit="template", delay=1,
+                             disable=not is_main_process()):
             token_ids = tokenize([template.format(name) for name in names], clip_model).to(device)
             total = total + model.encode_text(clip_model.token_embedding(token_ids), token_ids).float()
         mean = total / len(templates)

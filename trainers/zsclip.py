@@ -10,6 +10,7 @@ Config: ``TRAINER.ZSCLIP.PREC``. Nothing is registered or trained, so
 ``load_model`` is a no-op and no checkpoint is read or written.
 """
 from dassl.engine import TRAINER_REGISTRY
+from dassl.utils import ConfigError
 
 from datasets.templates import IMAGENET_TEMPLATES_SELECT, ZEROSHOT_TEMPLATES, template_for
 from trainers.base import PromptTrainer
@@ -60,7 +61,7 @@ class ZeroshotCLIP(PromptTrainer):
         return CustomCLIP(clip_model, templates, classnames, self.prec, self.device)
 
     def forward_backward(self, batch):
-        raise RuntimeError(
+        raise ConfigError(
             f"{type(self).__name__} has nothing to train; run train.py with --eval-only."
         )
 

@@ -158,6 +158,9 @@ _C.TEST.COMPUTE_CMAT = False
 _C.TEST.NO_TEST = False
 _C.TEST.SPLIT = "test"  # "val" | "test"
 _C.TEST.FINAL_MODEL = "last_step"  # "last_step" | "best_val"
+# Write <OUTPUT_DIR>/predictions_<split>.npz (logits, labels, image paths, class names) after the
+# final evaluation and after --eval-only (not after per-epoch validation): dassl/evaluation/predictions.py
+_C.TEST.SAVE_PREDICTIONS = False
 
 ###########################
 # Trainer

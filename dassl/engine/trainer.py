@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from dassl.data import DataManager
 from dassl.evaluation import build_evaluator
+from dassl.evaluation.predictions import PredictionCollector, predictions_path
 from dassl.modeling import build_backbone, build_head
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import (
@@ -369,7 +370,11 @@ class SimpleTrainer(TrainerBase):
                 self.load_model(self.output_dir)
             else:
                 print("Deploy the last-epoch model")
-            self.test()
+            # The keyword only when asked: trainers overriding Dassl's test(split=None) keep working.
+            if self.cfg.TEST.SAVE_PREDICTIONS:
+                self.test(save_predictions=True)
+            else:
+                self.test()
         elapsed = round(time.time() - self.time_start)
         print("Elapsed: {}".format(datetime.timedelta(seconds=elapsed)))
         self.close_writer()
@@ -390,8 +395,14 @@ class SimpleTrainer(TrainerBase):
             self.save_model(self.epoch, self.output_dir)
 
     @torch.no_grad()
-    def test(self, split=None):
-        """Evaluate on ``split`` ("val" or "test", default TEST.SPLIT); return the first metric (accuracy)."""
+    def test(self, split=None, save_predictions=False):
+        """Evaluate on ``split`` ("val" or "test", default TEST.SPLIT); return the first metric (accuracy).
+
+        ``save_predictions``: also write ``<OUTPUT_DIR>/predictions_<split>.npz`` (logits, labels,
+        image paths, class names; ``dassl/evaluation/predictions.py``). ``after_train`` and
+        train.py's ``--eval-only`` pass it when TEST.SAVE_PREDICTIONS is True; the per-epoch
+        validation of ``after_epoch`` never does.
+        """
         self.set_model_mode("eval")
         self.evaluator.reset()
 
@@ -404,15 +415,25 @@ class SimpleTrainer(TrainerBase):
             data_loader = self.test_loader
 
         print("Evaluate on the *{}* set".format(split))
+        collector = PredictionCollector() if save_predictions else None
         for batch in tqdm(data_loader, disable=not is_main_process()):
             input, label = self.parse_batch_test(batch)
             output = self.model_inference(input)
             self.evaluator.process(output, label)
+            if collector is not None:
+                collector.process(batch, output, label)
 
         results = self.evaluator.evaluate()
+        if collector is not None:
+            collector.save(predictions_path(self.output_dir, split), len(data_loader.dataset),
+                           self.prediction_classnames())
         for k, v in results.items():
             self.write_scalar("{}/{}".format(split, k), v, self.epoch)
         return list(results.values())[0]
+
+    def prediction_classnames(self):
+        """Name of each label 0..num_classes-1, for predictions_<split>.npz."""
+        return [self.lab2cname.get(label, str(label)) for label in range(self.num_classes)]
 
     def model_inference(self, input):
         return self.model(input)

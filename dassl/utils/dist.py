@@ -19,6 +19,7 @@ __all__ = [
     "init_distributed_from_env",
     "barrier",
     "all_gather_object",
+    "gather_object",
     "all_gather_tensor",
     "broadcast_object",
     "average_gradients",
@@ -75,6 +76,19 @@ def all_gather_object(obj):
         return [obj]
     gathered = [None] * get_world_size()
     dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def gather_object(obj, dst=0):
+    """On rank ``dst``: list with one entry per rank (``[obj]`` single-process); None on the others.
+
+    Unlike ``all_gather_object``, only ``dst`` receives the data (large payloads such as the
+    logits of a whole split are not copied to every rank).
+    """
+    if not is_dist_initialized():
+        return [obj]
+    gathered = [None] * get_world_size() if get_rank() == dst else None
+    dist.gather_object(obj, gathered, dst=dst)
     return gathered
 
 

@@ -1,5 +1,7 @@
 """Name -> object registries filled by decorators (trainers, datasets, evaluators)."""
 
+from ..errors import UnknownNameError
+
 __all__ = ["Registry"]
 
 
@@ -35,7 +37,7 @@ class Registry:
 
     def get(self, name):
         if name not in self._obj_map:
-            raise KeyError(
+            raise UnknownNameError(
                 'Object name "{}" does not exist in "{}" registry (registered: {})'.format(
                     name, self._name, self.registered_names()
                 )
@@ -53,7 +55,7 @@ class Registry:
         names = self.registered_names()
         if name not in names:
             closest = get_most_similar_str_to_a_from_b(name, names) if names else None
-            raise ValueError(
+            raise UnknownNameError(
                 'Unknown {what} "{name}" ({key}; do you mean [{closest}]?). Registered {what}s: {names}. '
                 "A {what} is registered when its module is imported (train.py does `import {package}`).".format(
                     what=what, name=name, key=config_key, closest=closest, names=names, package=package

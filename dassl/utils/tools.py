@@ -17,6 +17,8 @@ import PIL
 import torch
 from PIL import Image
 
+from ..errors import MissingFileError, UnknownNameError, UnreadableImageError
+
 __all__ = [
     "mkdir_if_missing",
     "check_isfile",
@@ -96,12 +98,13 @@ def download_url(url, dst):
 def read_image(path):
     """Open an image file as an RGB PIL image; errors name the file."""
     if not osp.exists(path):
-        raise IOError('Image not found: "{}". Check DATASET.ROOT and the split file that lists it.'.format(path))
+        raise MissingFileError(
+            'Image not found: "{}". Check DATASET.ROOT and the split file that lists it.'.format(path))
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
     except Exception as e:
-        raise IOError('Cannot read image "{}" ({}: {}). The file may be corrupt; '
+        raise UnreadableImageError('Cannot read image "{}" ({}: {}). The file may be corrupt; '
                       "delete or replace it.".format(path, type(e).__name__, e)) from e
 
 
@@ -141,11 +144,11 @@ def get_most_similar_str_to_a_from_b(a, b):
 
 
 def check_availability(requested, available):
-    """Raise ValueError listing ``available`` when ``requested`` is not one of them."""
+    """Raise UnknownNameError (a ValueError) listing ``available`` when ``requested`` is not one of them."""
     available = list(available)
     if requested not in available:
         closest = get_most_similar_str_to_a_from_b(requested, available)
-        raise ValueError(
+        raise UnknownNameError(
             "The requested one is expected to belong to {}, but got [{}] "
             "(do you mean [{}]?)".format(available, requested, closest)
         )

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..errors import CheckpointError, MissingFileError
 from .tools import mkdir_if_missing
 
 __all__ = [
@@ -124,7 +125,8 @@ def load_checkpoint(fpath):
     if fpath is None:
         raise ValueError("File path is None")
     if not osp.exists(fpath):
-        raise FileNotFoundError('File is not found at "{}"'.format(fpath))
+        raise MissingFileError('Checkpoint not found at "{}"; check the path you gave (--model-dir, --resume, '
+                               "MODEL.INIT_WEIGHTS).".format(fpath))
     map_location = None if torch.cuda.is_available() else "cpu"
     try:
         try:
@@ -136,11 +138,18 @@ def load_checkpoint(fpath):
             '"{}" holds Python objects beyond plain tensors (probably written by stock Dassl); '
             "loading it with weights_only=False. Only do this for files you trust.".format(fpath)
         )
+    except Exception as err:  # a truncated or foreign file
+        raise _unreadable_checkpoint(fpath, err) from err
     try:
         return torch.load(fpath, map_location=map_location, weights_only=False)
-    except Exception:
-        print('Unable to load checkpoint from "{}"'.format(fpath))
-        raise
+    except Exception as err:
+        raise _unreadable_checkpoint(fpath, err) from err
+
+
+def _unreadable_checkpoint(fpath, err):
+    return CheckpointError('Cannot read checkpoint "{}" ({}: {}). Expected a file written by torch.save '
+                           "(model.pth.tar-<epoch>, model-best.pth.tar); it may be truncated or of another "
+                           "format: replace it or train again.".format(fpath, type(err).__name__, err))
 
 
 def resume_from_checkpoint(fdir, model, optimizer=None, scheduler=None, restore_rng=True):
@@ -150,7 +159,7 @@ def resume_from_checkpoint(fdir, model, optimizer=None, scheduler=None, restore_
     """
     pointer = osp.join(fdir, "checkpoint")
     if not osp.isfile(pointer):
-        raise FileNotFoundError(
+        raise MissingFileError(
             'Cannot resume: "{}" is missing. It names the last checkpoint saved in that folder; '
             "delete the folder to train from scratch.".format(pointer)
         )
@@ -159,7 +168,11 @@ def resume_from_checkpoint(fdir, model, optimizer=None, scheduler=None, restore_
     fpath = osp.join(fdir, fname)
     print('Loading checkpoint from "{}"'.format(fpath))
     checkpoint = load_checkpoint(fpath)
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as err:  # names or shapes differ
+        raise CheckpointError('Cannot resume from "{}": it does not fit the model ({}). Resume with the config '
+                              "that wrote it, or delete the folder to train from scratch.".format(fpath, err)) from None
     print("Loaded model weights")
     if optimizer is not None and checkpoint.get("optimizer") is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])

@@ -1,18 +1,21 @@
-"""torch.distributed with 2 CPU processes (gloo): sharding, gathering (each item counted once), gradient averaging."""
+"""torch.distributed with 2 CPU processes (gloo): sharding, gathering (each item counted once), gradient averaging,
+the gathered predictions file."""
 
 import contextlib
 import io
 import os
+import re
 import socket
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from dassl.config import get_cfg_default
 from dassl.evaluation import Classification, PerDatasetClassification
-from dassl.utils import average_gradients, get_rank, get_world_size, is_main_process
+from dassl.utils import average_gradients, gather_object, get_rank, get_world_size, is_main_process
 
 N_ITEMS, N_CLASSES = 11, 3
 
@@ -99,6 +102,7 @@ def test_two_process_eval_counts_every_item_once(tmp_path):
 
 def test_single_process_helpers():
     assert (get_rank(), get_world_size(), is_main_process()) == (0, 1, True)
+    assert gather_object({"a": 1}) == [{"a": 1}]
     param = torch.nn.Parameter(torch.zeros(1))
     param.grad = torch.ones(1)
     average_gradients([param])
@@ -121,7 +125,12 @@ def train_worker(rank, world_size, port, argv, result_dir):
         if isinstance(sys.stdout, Logger):
             sys.stdout.close()
         sys.stdout = old_stdout
-    torch.save({"weight": trainer.model[1].weight.detach().clone(), "batches": trainer.num_batches},
+    with torch.no_grad():  # this rank's model on the whole test split, item by item, in split order
+        wrapper = trainer.test_loader.dataset
+        test_logits = trainer.model(torch.stack([wrapper[i]["img"] for i in range(len(wrapper))]))
+    torch.save({"weight": trainer.model[1].weight.detach().clone(), "batches": trainer.num_batches,
+                "test_logits": test_logits, "test_impaths": [item.impath for item in trainer.dm.dataset.test],
+                "test_labels": [item.label for item in trainer.dm.dataset.test]},
                os.path.join(result_dir, "train{}.pt".format(rank)))
     torch.distributed.destroy_process_group()
 
@@ -139,13 +148,20 @@ def test_two_process_training_run(toy_root, tmp_path):
     cfg.DATASET.ROOT = toy_root
     build_dataset(cfg)  # generate Toy before forking
     out = tmp_path / "ddp"
-    argv = toy_argv(toy_root, out, "OPTIM.MAX_EPOCH", "2", "OPTIM.LR", "0.01")
+    argv = toy_argv(toy_root, out, "OPTIM.MAX_EPOCH", "2", "OPTIM.LR", "0.01", "TEST.SAVE_PREDICTIONS", "True")
     mp.start_processes(train_worker, args=(2, free_port(), argv, str(tmp_path)), nprocs=2, join=True,
                        start_method="fork")
     ranks = [torch.load(str(tmp_path / "train{}.pt".format(r)), weights_only=True) for r in range(2)]
     assert ranks[0]["batches"] == 3  # 48 images / 2 ranks / batch 8
     assert torch.equal(ranks[0]["weight"], ranks[1]["weight"])  # averaged gradients keep replicas equal
-    assert sorted(os.listdir(out)) == [MODEL_NAME, "log.txt"]  # one log: rank 0 only
+    assert sorted(os.listdir(out)) == [MODEL_NAME, "log.txt", "predictions_test.npz"]  # one log: rank 0 only
     assert sorted(os.listdir(out / MODEL_NAME)) == ["checkpoint", "model.pth.tar-2"]
     log = (out / "log.txt").read_text()
     assert "* total: 28" in log.split("Finish training")[1]  # the whole test split, each image once
+
+    # Each rank evaluated every other image; the file has the whole split once, in its order.
+    saved = np.load(str(out / "predictions_test.npz"), allow_pickle=False)
+    assert saved["impaths"].tolist() == ranks[0]["test_impaths"] and saved["labels"].tolist() == ranks[0]["test_labels"]
+    np.testing.assert_allclose(saved["logits"], ranks[0]["test_logits"].numpy(), rtol=1e-5, atol=1e-5)
+    accuracy = float(re.findall(r"\* accuracy: ([\d.]+)%", log.split("Finish training")[1])[0])
+    assert 100.0 * (saved["logits"].argmax(1) == saved["labels"]).mean() == pytest.approx(accuracy, abs=0.05)

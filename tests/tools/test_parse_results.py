@@ -3,6 +3,7 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
 
 from tools import parse_results
@@ -153,3 +154,88 @@ def test_protocol_filter(tree, capsys):
 def test_missing_root_says_what_to_pass(tmp_path):
     with pytest.raises(FileNotFoundError, match="output tree"):
         find_runs(str(tmp_path / "nowhere"))
+
+
+# ---------------------------------------------------------------------------- predictions files
+# 7 samples, 4 classes ("fish" never a true label, predicted once). By hand:
+#   correct: samples 0, 1, 3, 5 -> 4/7 = 57.142857%
+#   confusion (row = true, column = predicted): cat [2 1 0 0], dog [1 1 0 0], bird [0 0 1 1], fish [0 0 0 0]
+#   per class: cat 2/3, dog 1/2, bird 1/2 -> mean 55.555556% (fish has no sample: not listed)
+#   F1 = 2TP / (2TP + FP + FN): cat 4/6, dog 2/4, bird 2/3 -> macro 61.111111%
+CLASSNAMES = ["cat", "dog", "bird", "fish"]
+LABELS = [0, 0, 0, 1, 1, 2, 2]
+PREDICTED = [0, 0, 1, 1, 0, 2, 3]
+
+
+def write_predictions(path):
+    from dassl.evaluation.predictions import save_predictions
+
+    logits = np.full((7, 4), -1.0, dtype=np.float32)
+    logits[np.arange(7), PREDICTED] = 2.0
+    logits[1, 3] = 2.0  # a tie: the first maximum wins, as in torch's max
+    save_predictions(str(path), logits, LABELS, [f"img{i}.png" for i in range(7)], CLASSNAMES)
+    return str(path)
+
+
+def test_prediction_report_by_hand(tmp_path):
+    report = parse_results.prediction_report(parse_results.load_predictions(write_predictions(tmp_path / "p.npz")))
+    assert (report["total"], report["correct"], report["num_classes"]) == (7, 4, 4)
+    assert report["accuracy"] == pytest.approx(400 / 7) and report["error_rate"] == pytest.approx(300 / 7)
+    assert report["confusion_matrix"] == [[2, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 0, 0]]
+    assert [(c["classname"], c["total"], c["correct"]) for c in report["per_class"]] == [
+        ("cat", 3, 2), ("dog", 2, 1), ("bird", 2, 1)]
+    assert report["perclass_accuracy"] == pytest.approx(100 * (2 / 3 + 1 / 2 + 1 / 2) / 3)
+    assert report["macro_f1"] == pytest.approx(100 * (4 / 6 + 2 / 4 + 2 / 3) / 3)
+
+
+def test_prediction_report_matches_the_engine_evaluator(tmp_path):
+    import torch
+
+    from dassl.config import get_cfg_default
+    from dassl.evaluation import Classification
+
+    path = write_predictions(tmp_path / "p.npz")
+    saved = np.load(path)
+    cfg = get_cfg_default()
+    cfg.TEST.PER_CLASS_RESULT = True
+    evaluator = Classification(cfg, lab2cname=dict(enumerate(CLASSNAMES)))
+    evaluator.process(torch.from_numpy(saved["logits"]), torch.from_numpy(saved["labels"]))
+    results = evaluator.evaluate()
+    report = parse_results.prediction_report(parse_results.load_predictions(path))
+    for key in ("accuracy", "error_rate", "macro_f1", "perclass_accuracy"):
+        assert report[key] == pytest.approx(results[key]), key
+
+
+def test_predictions_cli_prints_and_writes_the_report(tmp_path, capsys):
+    first = write_predictions(tmp_path / "run1" / "predictions_test.npz")
+    second = write_predictions(tmp_path / "run2" / "predictions_test.npz")
+    prefix = str(tmp_path / "report" / "preds")
+    assert parse_results.main(["--predictions", first, second, "--out", prefix]) == 0
+    printed = capsys.readouterr().out
+    assert f"## Predictions: `{first}`" in printed and f"## Predictions: `{second}`" in printed
+    assert "| 7 | 4 | 4 | 57.14 | 42.86 | 61.11 | 55.56 |" in printed
+    assert "| 0 | cat | 3 | 2 | 66.67 |" in printed and "| 2 | bird | 2 | 1 | 50.00 |" in printed
+    assert "| 0 cat | 2 | 1 | 0 | 0 |" in printed and "| 3 fish | 0 | 0 | 0 | 0 |" in printed
+    with open(prefix + "_confusion_2.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["true_label", "true_class", "cat", "dog", "bird", "fish"]
+    assert rows[3] == ["2", "bird", "0", "0", "1", "1"]
+    with open(prefix + ".json") as f:
+        data = json.load(f)
+    assert [r["path"] for r in data] == [first, second] and data[0]["confusion_csv"] == prefix + "_confusion_1.csv"
+    assert open(prefix + ".md").read().startswith(f"## Predictions: `{first}`")
+
+    assert parse_results.main(["--predictions", first, "--max-cmat-classes", "3"]) == 0
+    assert "Confusion matrix: 4 x 4, not printed" in capsys.readouterr().out
+
+
+def test_predictions_cli_refuses_other_files_saying_why(tmp_path, capsys):
+    log = tmp_path / "log.txt"
+    log.write_text(result_lines(70.0))
+    assert parse_results.main(["--predictions", str(log)]) == 2
+    error = capsys.readouterr().err
+    assert f"{log} is not a predictions file" in error and "TEST.SAVE_PREDICTIONS True" in error
+    with pytest.raises(SystemExit):
+        parse_results.main([])  # neither an output tree nor --predictions
+    with pytest.raises(SystemExit):
+        parse_results.main([str(tmp_path), "--predictions", str(log)])

@@ -9,7 +9,9 @@ other items pickle exactly as in stock Dassl.
 import random
 from collections import defaultdict
 
-from dassl.utils import check_isfile
+from tqdm import tqdm
+
+from dassl.utils import check_isfile, is_main_process
 
 
 class Datum:
@@ -184,7 +186,10 @@ class DatasetBase:
         for data_source in data_sources:
             tracker = self.split_dataset_by_label(data_source)
             dataset = []
-            for label, items in tracker.items():
+            # one step per class; the bar shows only when sampling takes more than a second
+            bar = tqdm(tracker.items(), total=len(tracker), desc="{}-shot sampling".format(num_shots), unit="class",
+                       delay=1, disable=not is_main_process())
+            for label, items in bar:
                 if len(items) >= num_shots:
                     sampled_items = random.sample(items, num_shots)
                 elif repeat:

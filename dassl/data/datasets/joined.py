@@ -13,6 +13,8 @@ dataset's classes, with ``restrict_logits_to_dataset``).
 
 import torch
 
+from dassl.errors import ConfigError
+
 from .base_dataset import Datum, DatasetBase
 
 __all__ = [
@@ -33,20 +35,20 @@ def split_dataset_names(name):
         return [name]
     names = [part.strip() for part in name.split(",")]
     if not all(names):
-        raise ValueError('DATASET.NAME "{}" has an empty entry; list datasets as "A,B" '
-                         "(names separated by single commas).".format(name))
+        raise ConfigError('DATASET.NAME "{}" has an empty entry; list datasets as "A,B" '
+                          "(names separated by single commas).".format(name))
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ValueError('DATASET.NAME "{}" lists {} more than once; each dataset may appear only once '
-                         "(its results are reported under its name).".format(name, repeated))
+        raise ConfigError('DATASET.NAME "{}" lists {} more than once; each dataset may appear only once '
+                          "(its results are reported under its name).".format(name, repeated))
     return names
 
 
 def check_label_space(label_space):
     if label_space not in LABEL_SPACES:
-        raise ValueError('DATASET.LABEL_SPACE must be "concatenated" (one softmax over the classes of all '
-                         'datasets) or "per_task" (each sample\'s logits restricted to its own dataset), '
-                         'got "{}".'.format(label_space))
+        raise ConfigError('DATASET.LABEL_SPACE must be "concatenated" (one softmax over the classes of all '
+                          'datasets) or "per_task" (each sample\'s logits restricted to its own dataset), '
+                          'got "{}".'.format(label_space))
 
 
 def is_joined_dataset(dataset):
