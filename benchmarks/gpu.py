@@ -8,7 +8,7 @@ own process, through benchmarks/steps.py):
     kernel one (fused, i.e. fused_kernel on CUDA), both with the cut;
   * subnet and CoOp train steps, fp32, 100 and 1000 classes: cut on against off;
   * evaluation throughput (batch 100, 3 batches), CoOp and the subnet, 100 and 1000 classes:
-    text cache on against off.
+    the cut and the text cache on against both off.
 A deadline (``--budget-s``, default 450 s) keeps the whole set under 8 minutes: rows not reached
 are listed as skipped.
 
@@ -54,7 +54,8 @@ def plan(classes):
             rows.append((f"{trainer} step: cut on vs off", trainer, "train", "fp32", "fused", "naive", n))
     for trainer in ("CoOp", "TrainerSubnet"):
         for n in classes:
-            rows.append((f"{trainer} evaluation: text cache on vs off", trainer, "eval", "fp32", "fused", "naive", n))
+            rows.append((f"{trainer} evaluation: cut + text cache on vs off", trainer, "eval", "fp32", "fused", "naive",
+                         n))
     return rows
 
 

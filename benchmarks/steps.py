@@ -7,7 +7,8 @@ CLIP with ViT-B/16's architecture and random weights (no download); each method'
 longest prompt sets the cut, as real names do). A train step is what the base trainer does:
 features -> head logits -> the head's loss terms -> backward -> SGD step (the search stage: an
 alpha step, then a prompt step). Evaluation: ``--eval-batches`` batches of ``--eval-batch`` images
-under no_grad, with the text cache (the text tower runs once) and without it (once per batch).
+under no_grad, with the cut and the text cache (the text tower runs once, on the cut sequence) and
+without either (the release's path: all 77 positions, once per batch).
 
     python benchmarks/steps.py                                   # every trainer, 100 classes, CPU
     python benchmarks/steps.py --trainers CoOp,TrainerSubnet --classes 100,1000 --cut on,off
@@ -42,7 +43,7 @@ def parse_args(argv=None):
                    help=f"comma-separated, of {', '.join(TRAINERS)} (TrainerSubnetKD: KD_WEIGHT 1)")
     p.add_argument("--classes", default="100", help="comma-separated numbers of classes")
     p.add_argument("--cut", default="on,off", help="train mode: the EOT cut, comma-separated on/off")
-    p.add_argument("--cache", default="on,off", help="eval mode: the text cache, comma-separated on/off")
+    p.add_argument("--cache", default="on,off", help="eval mode: cut + text cache, comma-separated on/off")
     p.add_argument("--impl", default="fused", help="TrainerSupernet's IMPL (fused, fused_math, fused_kernel, naive)")
     p.add_argument("--baseline-impl", default="naive",
                    help="TrainerSupernet's IMPL in the cut-off run (the release's: naive)")
@@ -132,7 +133,7 @@ def run_setting(args, trainer, n_classes, setting):
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     on = setting == "on"
-    model = build(args, trainer, n_classes, cut=on if args.mode == "train" else True)
+    model = build(args, trainer, n_classes, cut=on)  # eval "off": no cache and no cut (the release's path)
     size = model.image_encoder.input_resolution
     g = torch.Generator().manual_seed(1)
 
@@ -227,7 +228,7 @@ def _mib(n):
 
 def table(args, results):
     """Markdown rows: one per (trainer, classes), settings side by side with their ratio."""
-    key = "cut" if args.mode == "train" else "text cache"
+    key = "cut" if args.mode == "train" else "cut + text cache"
     lines = [f"| trainer | classes | {key} on | {key} off | on / off |", "|---|---|---|---|---|"]
     by = {}
     for r in results:

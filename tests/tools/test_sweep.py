@@ -140,9 +140,8 @@ def test_dry_run_prints_commands_and_runs_nothing(tmp_path, fake, capsys):
     assert read_calls() == [] and not (tmp_path / "out").exists()
 
 
-def test_sweep_skips_finished_resumes_unfinished_and_reports_failures(tmp_path, fake, capsys):
-    script, read_calls = fake
-    path, _ = make_spec(tmp_path, script)
+def finished_and_unfinished_runs(tmp_path):
+    """A finished search of dtd seed 1 (log, searched_config.json) and an unfinished train of seed 2."""
     finished_search = out_dir(tmp_path, "search", "dtd", "TrainerSupernet", "vit_b16_search", 1)
     os.makedirs(finished_search)
     with open(os.path.join(finished_search, "log.txt"), "w") as f:
@@ -153,6 +152,13 @@ def test_sweep_skips_finished_resumes_unfinished_and_reports_failures(tmp_path, 
     os.makedirs(unfinished_train)
     with open(os.path.join(unfinished_train, "log.txt"), "w") as f:
         f.write("No checkpoint found\nepoch [1/40] batch [1/1]\n")
+    return finished_search, unfinished_train
+
+
+def test_sweep_skips_finished_resumes_unfinished_and_reports_failures(tmp_path, fake, capsys):
+    script, read_calls = fake
+    path, _ = make_spec(tmp_path, script)
+    finished_search, unfinished_train = finished_and_unfinished_runs(tmp_path)
 
     assert sweep.main([path]) == 1
     ran = called_dirs(read_calls())
@@ -299,16 +305,7 @@ def test_slurm_sweep_chains_skips_finished_and_reports_failures(tmp_path, fake, 
     pytest.importorskip("submitit")
     script, read_calls = fake
     path, _ = make_spec(tmp_path, script, slurm={"time": 600, "partition": "gpu"})
-    finished_search = out_dir(tmp_path, "search", "dtd", "TrainerSupernet", "vit_b16_search", 1)
-    os.makedirs(finished_search)
-    with open(os.path.join(finished_search, "log.txt"), "w") as f:
-        f.write("Finish training\nElapsed: 0:10:00\n")
-    with open(os.path.join(finished_search, "searched_config.json"), "w") as f:
-        f.write("{}")
-    unfinished_train = out_dir(tmp_path, "fewshot", "dtd", "TrainerSubnet", "vit_b16_ep40", 2)
-    os.makedirs(unfinished_train)
-    with open(os.path.join(unfinished_train, "log.txt"), "w") as f:
-        f.write("No checkpoint found\nepoch [1/40] batch [1/1]\n")
+    finished_search, unfinished_train = finished_and_unfinished_runs(tmp_path)
 
     assert sweep.main([path, "--slurm", "--time", "5"], cluster="local", poll_s=0.05) == 1
     ran = called_dirs(read_calls())

@@ -3,32 +3,16 @@ tools/parse_results.py on the file. The argmax of the saved logits gives the acc
 
 import os
 import re
-import sys
 
 import numpy as np
 import pytest
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOY_YAML = os.path.join(REPO_ROOT, "configs", "datasets", "toy.yaml")
+from dpl_helpers import TOY_YAML, run_train
 
 FAST_OPTS = ["INPUT.SIZE", "(32, 32)", "INPUT.TRANSFORMS", "['normalize']", "DATALOADER.NUM_WORKERS", "0",
              "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "DATASET.NUM_SHOTS", "4", "OPTIM.MAX_EPOCH", "1",
              "TRAINER.COOP.N_CTX", "4", "TRAINER.COOP.PREC", "fp32", "USE_CUDA", "False",
              "TEST.SAVE_PREDICTIONS", "True"]
-
-
-def run_train(argv):
-    """train.py's main in this process; stdout (which main tees into log.txt) restored afterwards."""
-    import train
-    from dassl.utils import Logger
-
-    old_stdout = sys.stdout
-    try:
-        return train.main(train.get_parser().parse_args([str(a) for a in argv]))
-    finally:
-        if isinstance(sys.stdout, Logger):
-            sys.stdout.close()
-        sys.stdout = old_stdout
 
 
 def printed_accuracy(output_dir):
