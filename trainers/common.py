@@ -279,16 +279,17 @@ def initial_context(ctx_init, n_ctx, clip_model, n_cls=None):
     return ctx_vectors, prompt_prefix, n_ctx
 
 
-def register_class_prompts(module, prompt_prefix, n_ctx, classnames, clip_model):
+def register_class_prompts(module, prompt_prefix, n_ctx, classnames, clip_model, persistent=True):
     """Buffers of the frozen text around a context: ``token_prefix`` (SOS), ``token_suffix``
     (class name, ".", EOT, padding) and ``tokenized_prompts`` (ids, for the EOT position) of
-    "<prefix> <class>." -- the class-dependent buffers ``load_prompt_learners`` skips."""
+    "<prefix> <class>." -- the class-dependent buffers ``load_prompt_learners`` skips.
+    ``persistent``: whether the first two are saved (CoOp's release saves them; newer methods don't)."""
     classnames = [clean_classname(name) for name in classnames]
     tokenized_prompts = tokenize([f"{prompt_prefix} {name}." for name in classnames], clip_model)
     with torch.no_grad():
         embedding = clip_model.token_embedding(tokenized_prompts).type(clip_model.dtype)
-    module.register_buffer("token_prefix", embedding[:, :1, :])  # (n_cls, 1, width)
-    module.register_buffer("token_suffix", embedding[:, 1 + n_ctx:, :])  # (n_cls, *, width)
+    module.register_buffer("token_prefix", embedding[:, :1, :], persistent=persistent)  # (n_cls, 1, width)
+    module.register_buffer("token_suffix", embedding[:, 1 + n_ctx:, :], persistent=persistent)  # (n_cls, *, width)
     module.register_buffer("tokenized_prompts", tokenized_prompts, persistent=False)
     return classnames
 
@@ -299,25 +300,42 @@ def register_class_prompts(module, prompt_prefix, n_ctx, classnames, clip_model)
 WHOLE_MODEL_PREFIX = "prompt_learner."
 
 
+WHOLE_MODEL_PREFIXES = (WHOLE_MODEL_PREFIX, "image_encoder.", "text_encoder.")
+
+
 def _is_whole_model(state_dict, module):
-    """True for a checkpoint of the WHOLE model (the official DPL and MaPLe releases save
-    ``CustomCLIP.state_dict()``: ``prompt_learner.*`` keys beside the frozen CLIP) when
+    """True for a checkpoint of the WHOLE model (the official DPL, MaPLe, IVLP, VPT and PromptSRC
+    releases save ``CustomCLIP.state_dict()``: ``prompt_learner.*`` keys beside the frozen CLIP) when
     ``module`` itself has no such key."""
-    return (any(k.startswith(WHOLE_MODEL_PREFIX) for k in state_dict)
-            and not any(k.startswith(WHOLE_MODEL_PREFIX) for k in module.state_dict()))
+    return (any(k.startswith(WHOLE_MODEL_PREFIXES) for k in state_dict)
+            and not any(k.startswith(WHOLE_MODEL_PREFIXES) for k in module.state_dict()))
+
+
+def _release_key(key, mapper):
+    """Our prompt-learner key for a whole-model key: the provider's ``from_release_key`` when it has one
+    (releases that keep prompts inside CLIP's blocks), else the ``prompt_learner.`` prefix removed."""
+    if mapper is not None:
+        return mapper(key)
+    return key[len(WHOLE_MODEL_PREFIX):] if key.startswith(WHOLE_MODEL_PREFIX) else None
 
 
 def whole_model_prompts(state_dict, model, path=""):
-    """The prompt learner's entries of a whole-model checkpoint, prefix removed.
+    """The prompt learner's entries of a whole-model checkpoint, under our names.
 
     The frozen CLIP it also holds is compared with the CLIP loaded from MODEL.BACKBONE (same
     attribute names: ``image_encoder.``, ``text_encoder.``, ``logit_scale``): the release's
     predictions need the release's weights, so a difference is reported (the prompts still load).
     """
-    prompts = {k[len(WHOLE_MODEL_PREFIX):]: v for k, v in state_dict.items() if k.startswith(WHOLE_MODEL_PREFIX)}
+    mapper = getattr(model.prompt_learner, "from_release_key", None)
+    prompts, rest = {}, []
+    for key, value in state_dict.items():
+        own = _release_key(key, mapper)
+        if own is not None:
+            prompts[own] = value
+        elif not key.startswith(WHOLE_MODEL_PREFIX):
+            rest.append(key)
     ours = model.state_dict()
-    compared = [k for k in state_dict if not k.startswith(WHOLE_MODEL_PREFIX) and k in ours
-                and tuple(ours[k].shape) == tuple(state_dict[k].shape)]
+    compared = [k for k in rest if k in ours and tuple(ours[k].shape) == tuple(state_dict[k].shape)]
     differ = [k for k in compared
               if not torch.allclose(ours[k].float().cpu(), state_dict[k].float().cpu(), rtol=1e-3, atol=1e-4)]
     print(f'"{path}" holds the whole model (a release checkpoint): loading its {len(prompts)} prompt-learner '
