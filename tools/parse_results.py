@@ -134,9 +134,16 @@ def read_run_result(run_dir):
     return None, problem
 
 
+# The MaPLe / PromptSRC / IVLP releases' few-shot and cross-dataset layout:
+# <protocol...>/<dataset>/<trainer>/<config>_<K>shots/seed<S> (evaluation: .../<config>_<K>shots/<target>/seed<S>)
+CONFIG_SHOTS_RE = re.compile(r"^(.+)_(\d+)shots$")
+
+
 def describe_run_path(root, run_dir):
-    """Fields from <protocol...>/<dataset>/shots_<K>/<trainer>/<config>/seed<S>; a folder that
-    does not follow the layout becomes its own group named by its parent path."""
+    """Fields from <protocol...>/<dataset>/shots_<K>/<trainer>/<config>/seed<S>, or the releases'
+    <protocol...>/<dataset>/<trainer>/<config>_<K>shots/seed<S> and
+    evaluation/<trainer>/<config>_<K>shots/<target dataset>/seed<S>; a folder that follows none of
+    them becomes its own group named by its parent path."""
     parts = os.path.relpath(run_dir, root).replace(os.sep, "/").split("/")
     seed_match = SEED_DIR_RE.match(parts[-1])
     seed = int(seed_match.group(1)) if seed_match else None
@@ -145,6 +152,14 @@ def describe_run_path(root, run_dir):
         protocol = "/".join(parts[:-5]) or "."
         return dict(protocol=protocol, dataset=dataset, shots=SHOTS_DIR_RE.match(shots_dir).group(1),
                     trainer=trainer, config=config, seed=seed)
+    if seed_match and len(parts) >= 4 and CONFIG_SHOTS_RE.match(parts[-3]):  # evaluation/<T>/<cfg>_<K>shots/<ds>
+        config, shots = CONFIG_SHOTS_RE.match(parts[-3]).groups()
+        return dict(protocol="/".join(parts[:-4]) or ".", dataset=parts[-2], shots=shots, trainer=parts[-4],
+                    config=config, seed=seed)
+    if seed_match and len(parts) >= 4 and CONFIG_SHOTS_RE.match(parts[-2]):  # <ds>/<T>/<cfg>_<K>shots
+        config, shots = CONFIG_SHOTS_RE.match(parts[-2]).groups()
+        return dict(protocol="/".join(parts[:-4]) or ".", dataset=parts[-4], shots=shots, trainer=parts[-3],
+                    config=config, seed=seed)
     parent = "/".join(parts[:-1]) if seed_match else "/".join(parts)
     return dict(protocol=parent or ".", dataset="", shots="", trainer="", config="", seed=seed)
 

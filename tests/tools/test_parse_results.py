@@ -239,3 +239,21 @@ def test_predictions_cli_refuses_other_files_saying_why(tmp_path, capsys):
         parse_results.main([])  # neither an output tree nor --predictions
     with pytest.raises(SystemExit):
         parse_results.main([str(tmp_path), "--predictions", str(log)])
+
+
+def test_the_releases_few_shot_and_cross_dataset_layouts_are_read():
+    from tools.parse_results import describe_run_path
+
+    root = "/out"
+    few = describe_run_path(root, "/out/oxford_pets/PromptSRC/vit_b16_c2_ep50_batch4_4+4ctx_few_shot_4shots/seed2")
+    assert few == dict(protocol=".", dataset="oxford_pets", shots="4", trainer="PromptSRC",
+                       config="vit_b16_c2_ep50_batch4_4+4ctx_few_shot", seed=2)
+    source = describe_run_path(root, "/out/imagenet/MaPLe/vit_b16_c2_ep5_batch4_2ctx_cross_datasets_16shots/seed1")
+    assert (source["dataset"], source["trainer"], source["shots"]) == ("imagenet", "MaPLe", "16")
+    target = describe_run_path(root, "/out/evaluation/MaPLe/vit_b16_c2_ep5_batch4_2ctx_cross_datasets_16shots/"
+                                     "imagenetv2/seed3")
+    assert target == dict(protocol="evaluation", dataset="imagenetv2", shots="16", trainer="MaPLe",
+                          config="vit_b16_c2_ep5_batch4_2ctx_cross_datasets", seed=3)
+    base = describe_run_path(root, "/out/base2new/train_base/dtd/shots_16/IVLP/vit_b16_c2_ep5_batch4_2+2ctx/seed1")
+    assert (base["protocol"], base["dataset"], base["shots"], base["trainer"]) == ("base2new/train_base", "dtd", "16",
+                                                                                   "IVLP")
