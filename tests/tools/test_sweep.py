@@ -10,6 +10,8 @@ import yaml
 from tools import sweep
 from tools.sweep import PROMPT_CONFIG_KEY, build_jobs, check_spec, run_jobs
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 # Stands in for train.py: records its call, fails for datasets named "broken", refuses to train a
 # subnet before its searched_config.json exists, writes a Dassl-like log (log.txt, or log.txt-<n>
 # when the folder already has one, as the engine does) and, for the search, searched_config.json.
@@ -370,3 +372,16 @@ def test_slurm_task_appends_to_the_job_log_and_requeues_itself(tmp_path, fake):
         assert shlex.join(job.command) in f.read()
     requeued = task.checkpoint()  # what submitit submits again at the time limit
     assert isinstance(requeued, submitit.helpers.DelayedSubmission) and requeued.function == task
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(os.path.join(REPO, "configs", "sweeps"))))
+def test_every_shipped_spec_names_registered_trainers_and_existing_configs(name):
+    import trainers
+    from dassl.engine import TRAINER_REGISTRY
+
+    trainers.register_all()
+    spec = sweep.load_spec(os.path.join(REPO, "configs", "sweeps", name))
+    for stage in spec["stages"].values():
+        assert stage["trainer"] in TRAINER_REGISTRY._obj_map, (name, stage["trainer"])
+        for config in stage["configs"]:
+            assert os.path.isfile(os.path.join(REPO, "configs", "trainers", stage["trainer"], f"{config}.yaml")), config
