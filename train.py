@@ -15,6 +15,7 @@ or ``DPL_DEBUG=1`` shows its traceback. Any other exception is a bug and keeps i
 """
 
 import argparse
+import ast
 import os
 import sys
 
@@ -128,12 +129,58 @@ def check_override_keys(cfg, opts):
             )
 
 
+def value_aliases():
+    """{dotted key: {release value: ours}}: values a release's files give a key in another type than ours,
+    declared beside the method (``VALUE_ALIASES``; e.g. KgCoOp's boolean TRAINER.COOP.CTX_INIT)."""
+    from trainers import options
+
+    aliases = {}
+    for module in options.project_modules():
+        aliases.update(getattr(module, "VALUE_ALIASES", {}))
+    return aliases
+
+
+def our_value(key, value, aliases):
+    """``value`` of config ``key``, mapped when it is one of the release values (same type and value)."""
+    for theirs, ours in aliases.get(key, {}).items():
+        if type(value) is type(theirs) and value == theirs:
+            return ours
+    return value
+
+
+def apply_value_aliases(node, aliases, prefix=""):
+    """Map the release values of a loaded YAML (a CfgNode) in place."""
+    for key, value in node.items():
+        if isinstance(value, CN):
+            apply_value_aliases(value, aliases, prefix + key + ".")
+        else:
+            node[key] = our_value(prefix + key, value, aliases)
+
+
+def aliased_overrides(opts, aliases):
+    """The command line's KEY VALUE pairs with release values mapped (decoded as yacs decodes them)."""
+    opts = list(opts)
+    for i in range(1, len(opts), 2):
+        if opts[i - 1] in aliases:
+            try:
+                value = ast.literal_eval(opts[i])
+            except (ValueError, SyntaxError):
+                continue
+            ours = our_value(opts[i - 1], value, aliases)
+            if ours is not value:
+                opts[i] = ours
+    return opts
+
+
 def merge_file(cfg, path):
     if not os.path.isfile(path):
         raise MissingFileError("Config file {} not found; check --config-file / --dataset-config-file (the "
                                "files of this repository are under configs/).".format(path))
     try:
-        cfg.merge_from_file(path)
+        with open(path) as f:
+            loaded = CN.load_cfg(f)
+        apply_value_aliases(loaded, value_aliases())
+        cfg.merge_from_other_cfg(loaded)
     except KeyError as e:
         raise UnknownNameError("{}: {} (keys are listed in dassl/config/defaults.py and train.py: extend_cfg)".format(
             path, e.args[0] if e.args else e)) from e
@@ -151,7 +198,7 @@ def setup_cfg(args):
     reset_cfg(cfg, args)
     check_override_keys(cfg, args.opts)
     try:
-        cfg.merge_from_list(args.opts)
+        cfg.merge_from_list(aliased_overrides(args.opts, value_aliases()))
     except ValueError as e:  # yacs: a value of the wrong type
         raise ConfigError("In the command-line overrides: {}".format(e)) from e
     cfg.freeze()
