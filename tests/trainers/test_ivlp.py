@@ -261,3 +261,22 @@ def test_base_to_new_launchers_train_then_test_on_the_new_classes(tmp_path, tiny
     logs = sorted(p for p in (tmp_path / "out").rglob("log.txt"))
     assert [p.parts[-7] for p in logs] == ["test_new", "train_base"]
     assert "* accuracy:" in logs[0].read_text()
+
+
+def test_vpt_release_checkpoint_gives_the_release_logits(run_train, make_argv, tiny_clip_path, images, tmp_path):
+    source = run_train(make_argv("VPT", *VPT_OPTS, flags=["--no-train"]))
+    randomise(source.model.prompt_learner, seed=5)
+    pl = source.model.prompt_learner
+    whole = {k: v.half() for k, v in source.model.state_dict().items() if not k.startswith("prompt_learner.")}
+    whole.update({"image_encoder.VPT": pl.vpt.half(),
+                  "image_encoder.transformer.resblocks.1.VPT_shallow": pl.vision_deep["1"].half()})
+    folder = tmp_path / "release" / "prompt_learner"
+    os.makedirs(folder)
+    torch.save({"state_dict": whole, "epoch": 5, "optimizer": {}, "scheduler": {}}, folder / "model.pth.tar-5")
+    loaded = run_train(make_argv("VPT", *VPT_OPTS, flags=["--eval-only", "--model-dir", tmp_path / "release",
+                                                          "--load-epoch", "5"]))
+    with torch.no_grad():
+        for p in source.model.prompt_learner.parameters():
+            p.copy_(p.half().float())
+    torch.testing.assert_close(logits_of(loaded, images), reference(source, tiny_clip_path, images, text=False),
+                               atol=1e-4, rtol=1e-4)
