@@ -248,6 +248,16 @@ class PromptTrainer(TrainerX):
         return self.head_logits(features, self.__dict__.pop("_batch_dataset", None))
 
     # ------------------------------------------------------------- checkpoints
+    def checkpoint_extras(self, name):
+        """The amp gradient scaler beside the prompt learner: a resumed amp run keeps its loss scale."""
+        if name == self.MODEL_NAME and getattr(self, "scaler", None) is not None:
+            return {"grad_scaler": self.scaler.state_dict()}
+        return {}
+
+    def restore_checkpoint_extras(self, name, checkpoint, path):
+        if name == self.MODEL_NAME and getattr(self, "scaler", None) is not None and "grad_scaler" in checkpoint:
+            self.scaler.load_state_dict(checkpoint["grad_scaler"])
+
     def load_model(self, directory, epoch=None):
         if not self.TRAINS:
             return

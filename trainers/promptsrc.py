@@ -27,22 +27,13 @@ Checkpoints: ``VLPromptLearner/model.pth.tar-<epoch>`` (the release's folder) wi
 of the release (the whole model, ``prompt_learner.ZS_image_encoder.*`` included) loads its prompts.
 """
 import math
-import os.path as osp
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from dassl.engine import TRAINER_REGISTRY
-from dassl.utils import (
-    CheckpointError,
-    ConfigError,
-    barrier,
-    get_rng_state,
-    is_main_process,
-    load_checkpoint,
-    save_checkpoint,
-)
+from dassl.utils import CheckpointError, ConfigError, is_main_process
 from datasets.templates import IMAGENET_TEMPLATES
 
 from trainers.base import PromptTrainer
@@ -226,38 +217,22 @@ class PromptSRC(PromptTrainer):
         super().after_epoch()
 
     # ------------------------------------------------------------- checkpoints
-    def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
-        """The prompt learner's checkpoint plus GPA's running sum and epoch count, in ONE file."""
-        if is_main_process():
-            state = {
-                "state_dict": self.model.prompt_learner.state_dict(),
-                "epoch": epoch + 1,
-                "optimizer": self.optim.state_dict(),
-                "scheduler": self.sched.state_dict(),
-                "val_result": val_result,
-                "rng_state": get_rng_state(),
-                "gpa": self.gpa.state_dict(),
-            }
-            if self.scaler is not None:
-                state["grad_scaler"] = self.scaler.state_dict()
-            save_checkpoint(state, osp.join(directory, self.MODEL_NAME), is_best=is_best, model_name=model_name)
-        barrier()
+    def checkpoint_extras(self, name):
+        """GPA's running sum and epoch count beside the prompts (and the base trainer's amp scaler)."""
+        extras = super().checkpoint_extras(name)
+        if name == self.MODEL_NAME:
+            extras["gpa"] = self.gpa.state_dict()
+        return extras
 
-    def resume_model_if_exist(self, directory):
-        start_epoch = super().resume_model_if_exist(directory)
-        if start_epoch > 0:
-            folder = osp.join(directory, self.MODEL_NAME)
-            with open(osp.join(folder, "checkpoint")) as f:
-                path = osp.join(folder, f.readline().strip())
-            checkpoint = load_checkpoint(path)
-            if "gpa" not in checkpoint:
-                raise CheckpointError(f'"{path}" holds no GPA state (not written by this PromptSRC trainer): delete '
-                                      "the folder to train from scratch.")
-            self.gpa.load_state_dict(checkpoint["gpa"], path)
-            if self.gpa.epochs != start_epoch:
-                raise CheckpointError(f'"{path}" ends epoch {start_epoch} but its GPA sum holds {self.gpa.epochs} '
-                                      "epochs: delete the folder to train from scratch.")
-            if self.scaler is not None and "grad_scaler" in checkpoint:
-                self.scaler.load_state_dict(checkpoint["grad_scaler"])
-            print(f"Loaded the GPA sum of epochs 1..{self.gpa.epochs}")
-        return start_epoch
+    def restore_checkpoint_extras(self, name, checkpoint, path):
+        super().restore_checkpoint_extras(name, checkpoint, path)
+        if name != self.MODEL_NAME:
+            return
+        if "gpa" not in checkpoint:
+            raise CheckpointError(f'"{path}" holds no GPA state (not written by this PromptSRC trainer): delete '
+                                  "the folder to train from scratch.")
+        self.gpa.load_state_dict(checkpoint["gpa"], path)
+        if self.gpa.epochs != checkpoint["epoch"]:
+            raise CheckpointError(f'"{path}" ends epoch {checkpoint["epoch"]} but its GPA sum holds {self.gpa.epochs} '
+                                  "epochs: delete the folder to train from scratch.")
+        print(f"Loaded the GPA sum of epochs 1..{self.gpa.epochs}")

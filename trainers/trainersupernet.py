@@ -7,15 +7,13 @@ alpha step on a validation batch, then one prompt step on a training batch. Afte
 ``alpha_e<E>_txt.npy``, ``searched_config.json`` and a heat-map ``alpha_e<E>.png``; at the end
 ``convergence.png`` and ``search_history.json``. See docs/dpl.md.
 """
-import os.path as osp
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
-from dassl.utils import ConfigError, load_checkpoint, save_checkpoint
+from dassl.utils import ConfigError
 
 from trainers import prompt_config
 from trainers.base import PromptTrainer, check_choice
@@ -204,32 +202,22 @@ class TrainerSupernet(PromptTrainer):
         return loss.detach(), output.detach()
 
     # --------------------------------------------------------- checkpoints
-    def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
-        """The prompt learner's checkpoint plus the search state, in ONE file (written atomically)."""
-        state = {
-            "state_dict": self.model.prompt_learner.state_dict(),
-            "epoch": epoch + 1,
-            "optimizer": self.optim.state_dict(),
-            "scheduler": self.sched.state_dict(),
-            "val_result": val_result,
-            "rng_state": rng_state(),
-            "alpha_optimizer": self.alpha_optim.state_dict(),
-            "grad_scalers": {k: s.state_dict() for k, s in self.scalers.items() if s is not None},
-        }
-        save_checkpoint(state, osp.join(directory, self.MODEL_NAME), is_best=is_best, model_name=model_name)
+    def checkpoint_extras(self, name):
+        """The search state beside the prompts and alphas, in the same file: the alphas' optimiser and
+        one gradient scaler per optimiser."""
+        if name != self.MODEL_NAME:
+            return {}
+        return {"alpha_optimizer": self.alpha_optim.state_dict(),
+                "grad_scalers": {k: s.state_dict() for k, s in self.scalers.items() if s is not None}}
 
-    def resume_model_if_exist(self, directory):
-        start_epoch = super().resume_model_if_exist(directory)
-        if start_epoch > 0:
-            folder = osp.join(directory, self.MODEL_NAME)
-            with open(osp.join(folder, "checkpoint")) as f:
-                checkpoint = load_checkpoint(osp.join(folder, f.readline().strip()))
-            self.alpha_optim.load_state_dict(checkpoint["alpha_optimizer"])
-            for key, state in checkpoint.get("grad_scalers", {}).items():
-                if self.scalers.get(key) is not None:
-                    self.scalers[key].load_state_dict(state)
-            print("Loaded the alpha optimizer")
-        return start_epoch
+    def restore_checkpoint_extras(self, name, checkpoint, path):
+        if name != self.MODEL_NAME:
+            return
+        self.alpha_optim.load_state_dict(checkpoint["alpha_optimizer"])
+        for key, state in checkpoint.get("grad_scalers", {}).items():
+            if self.scalers.get(key) is not None:
+                self.scalers[key].load_state_dict(state)
+        print("Loaded the alpha optimizer")
 
     def load_model(self, directory, epoch=None):
         """Load prompts and alphas by name, also from an official release checkpoint (the whole model;
@@ -262,12 +250,3 @@ class TrainerSupernet(PromptTrainer):
         if is_main_process():
             prompt_config.write_search_summary(self.output_dir, self.cfg.TRAINER.TRAINERSUPERNET.DOMINANCE_MARGIN)
         super().after_train()
-
-
-def rng_state():
-    """Every RNG state, for exact resume (our engine); None on upstream Dassl, which has no helper."""
-    try:
-        from dassl.utils.torchtools import get_rng_state
-    except ImportError:  # pragma: no cover - only on upstream Dassl
-        return None
-    return get_rng_state()

@@ -141,6 +141,7 @@ class TrainerBase:
                         "scheduler": sched.state_dict() if sched is not None else None,
                         "val_result": val_result,
                         "rng_state": rng_state,
+                        **self.checkpoint_extras(name),
                     },
                     osp.join(directory, name),
                     is_best=is_best,
@@ -162,7 +163,20 @@ class TrainerBase:
             start_epoch = resume_from_checkpoint(
                 osp.join(directory, name), self._models[name], self._optims[name], self._scheds[name]
             )
+            if type(self).restore_checkpoint_extras is not TrainerBase.restore_checkpoint_extras:
+                folder = osp.join(directory, name)
+                with open(osp.join(folder, "checkpoint")) as f:
+                    path = osp.join(folder, f.readline().strip())
+                self.restore_checkpoint_extras(name, load_checkpoint(path), path)
         return start_epoch
+
+    def checkpoint_extras(self, name):
+        """More entries for the checkpoint of model ``name`` (state a trainer keeps beside its
+        models: a second optimiser, gradient scalers, running averages); none by default."""
+        return {}
+
+    def restore_checkpoint_extras(self, name, checkpoint, path):
+        """On resume, read back what ``checkpoint_extras`` added to model ``name``'s checkpoint."""
 
     def load_model(self, directory, epoch=None):
         """Load ``model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) of every registered model."""

@@ -177,3 +177,20 @@ def test_vpt_deep_provider_equals_the_key_value_form_through_the_model():
     with torch.no_grad():
         torch.testing.assert_close(replace(images), kv(images), rtol=1e-5, atol=1e-5)
         assert (replace(images) - plain(images)).abs().max() > 1e-3  # the tokens matter
+
+
+def test_the_amp_gradient_scaler_is_checkpointed_and_restored(make_trainer, tmp_path):
+    """The base trainer saves its GradScaler beside the prompt learner (a resumed amp run keeps its
+    loss scale); on CPU amp falls back to fp32, so a CPU scaler stands in for the CUDA one."""
+    import torch
+
+    trainer = make_trainer("CoOp", "TRAINER.COOP.PREC", "fp32", "TRAINER.COOP.N_CTX", "4")
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1234.0)
+    trainer.save_model(0, str(tmp_path))
+    saved = torch.load(tmp_path / "prompt_learner" / "model.pth.tar-1", weights_only=True)
+    assert saved["grad_scaler"]["scale"] == 1234.0
+
+    resumed = make_trainer("CoOp", "TRAINER.COOP.PREC", "fp32", "TRAINER.COOP.N_CTX", "4")
+    resumed.scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
+    assert resumed.resume_model_if_exist(str(tmp_path)) == 1
+    assert resumed.scaler.get_scale() == 1234.0
