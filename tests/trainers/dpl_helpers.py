@@ -76,4 +76,29 @@ def learnable_state(trainer):
     return {k: v.detach().clone() for k, v in trainer.model.prompt_learner.state_dict().items()}
 
 
+def randomise(module, seed, names=None):
+    """Fixed random values (N(0, 0.5^2)) for the learnable tensors of ``module`` (all, or those whose
+    name contains one of ``names``): prompts far from their initial values, the same in every run."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if names is None or any(n in name for n in names):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+
+
+def logits_of(trainer, images):
+    """``trainer.model_inference`` in eval mode without gradient, float32."""
+    import torch
+
+    trainer.set_model_mode("eval")
+    with torch.no_grad():
+        return trainer.model_inference(images).float()
+
+
+def normalise(x):
+    return x / x.norm(dim=-1, keepdim=True)
+
+
 test_loss.__test__ = False  # a helper, not a test

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 import clip
 from dassl.utils import ConfigError
+from dpl_helpers import logits_of, normalise, randomise
 
 ATOL, RTOL = 1e-5, 1e-5
 IVLP_OPTS = ("TRAINER.IVLP.PREC", "fp32", "TRAINER.IVLP.N_CTX_TEXT", "2", "TRAINER.IVLP.N_CTX_VISION", "3",
@@ -24,23 +25,6 @@ VPT_OPTS = ("TRAINER.VPT.PREC", "fp32", "TRAINER.VPT.N_CTX_VISION", "3", "TRAINE
 @pytest.fixture
 def images():
     return torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-
-
-def randomise(module, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-
-
-def logits_of(trainer, images):
-    trainer.set_model_mode("eval")
-    with torch.no_grad():
-        return trainer.model_inference(images).float()
-
-
-def normalise(x):
-    return x / x.norm(dim=-1, keepdim=True)
 
 
 # ---------------------------------------------------------------------------

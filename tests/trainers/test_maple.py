@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 import clip
 from dassl.utils import ConfigError
+from dpl_helpers import logits_of, normalise, randomise
 
 ATOL, RTOL = 1e-5, 1e-5
 SIZE = 48
@@ -55,23 +56,6 @@ def maple_argv(make_argv, maple_clip):
 @pytest.fixture
 def images():
     return torch.randn(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
-
-
-def randomise(module, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-
-
-def logits_of(trainer, images):
-    trainer.set_model_mode("eval")
-    with torch.no_grad():
-        return trainer.model_inference(images).float()
-
-
-def normalise(x):
-    return x / x.norm(dim=-1, keepdim=True)
 
 
 def learned_tensors(trainer):

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 import clip
 from datasets.templates import IMAGENET_TEMPLATES
 from dassl.utils import CheckpointError, ConfigError
+from dpl_helpers import logits_of, normalise, randomise
 
 ATOL, RTOL = 1e-5, 1e-5
 OPTS = ("TRAINER.PROMPTSRC.PREC", "fp32", "TRAINER.PROMPTSRC.N_CTX_TEXT", "4", "TRAINER.PROMPTSRC.N_CTX_VISION", "3",
@@ -37,25 +38,8 @@ def images():
     return torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
-def randomise(module, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-
-
-def logits_of(trainer, images):
-    trainer.set_model_mode("eval")
-    with torch.no_grad():
-        return trainer.model_inference(images).float()
-
-
 def prompts_of(trainer):
     return {k: v.detach().clone() for k, v in trainer.model.prompt_learner.state_dict().items()}
-
-
-def normalise(x):
-    return x / x.norm(dim=-1, keepdim=True)
 
 
 # ---------------------------------------------------------------------------

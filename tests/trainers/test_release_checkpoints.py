@@ -10,20 +10,13 @@ import os
 import pytest
 import torch
 
-from dpl_helpers import run_train, search_argv, subnet_argv
+from dpl_helpers import randomise, run_train, search_argv, subnet_argv
 
 
 def predictions(trainer):
     trainer.set_model_mode("eval")
     with torch.no_grad():
         return torch.cat([trainer.model_inference(trainer.parse_batch_test(b)[0]) for b in trainer.test_loader])
-
-
-def randomise(module, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
 
 
 def write_release_checkpoint(trainer, directory, epoch, drop=(), frozen_noise=0.0):
