@@ -81,6 +81,9 @@ class PromptTrainer(TrainerX):
         print("Building custom CLIP")
         with text_cut(cfg.MODEL.TEXT_CUT_AFTER_EOT):  # also for features computed while building
             self.model = self.build_custom_clip(cfg, self.dm.dataset.classnames, clip_model)
+        from trainers.dept import attach_dept  # here: trainers.dept subclasses the method trainers
+
+        attach_dept(self, cfg)  # TRAINER.DEPT.ENABLED: DePT's CAT head around the method's head
         self.model.to(self.device)
         self.scaler = make_grad_scaler(self.prec, self.device)
         if get_world_size() > 1 and cfg.MODEL.TEXT_SHARD_CLASSES and self.model.prompt_learner is not None \
@@ -115,6 +118,14 @@ class PromptTrainer(TrainerX):
         """One group by default; with OPTIM.STAGED_LR one per learnable module (by its name, e.g.
         "head"): modules in OPTIM.NEW_LAYERS get OPTIM.LR, the others LR x OPTIM.BASE_LR_MULT."""
         optim = self.cfg.OPTIM
+        head_lr_mult = getattr(self.model.head, "lr_mult", None)
+        if head_lr_mult is not None:  # a head with its own factor (DePT): "head" at LR x factor
+            chosen = {id(p) for p in params}
+            base_lr = optim.LR * (optim.BASE_LR_MULT if optim.STAGED_LR else 1.0)
+            groups = [{"params": [p for p in module.parameters() if id(p) in chosen],
+                       "lr": optim.LR * head_lr_mult if name == "head" else base_lr}
+                      for name, module in modules.items()]
+            return [group for group in groups if group["params"]]
         if not optim.STAGED_LR:
             return params
         new_layers = [optim.NEW_LAYERS] if isinstance(optim.NEW_LAYERS, str) else list(optim.NEW_LAYERS)
@@ -243,7 +254,7 @@ class PromptTrainer(TrainerX):
     def model_inference(self, input):
         """Logits (batch, n_cls) in float32; differentiable (``test`` runs it under no_grad)."""
         with autocast(self.prec, self.device):
-            features = self.model.forward_features(input)
+            features = self.model.forward_features(input, extras=getattr(self.model.head, "wants_at_test", ()))
         # the datasets of the batch parse_batch_test just read (used once, then dropped)
         return self.head_logits(features, self.__dict__.pop("_batch_dataset", None))
 

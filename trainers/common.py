@@ -364,9 +364,17 @@ def load_prompt_learners(trainer, directory, epoch=None, drop_keys=CLASS_BUFFERS
     if not directory:
         print("Note that load_model() is skipped as no pretrained model is given")
         return
+    whole_model = None
     model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+    # Registered modules that declare ``from_release_key`` (e.g. DePT's head) may have no folder of
+    # their own: a release's whole-model checkpoint of another module holds their tensors.
+    from_whole_model = {}
     for name in trainer.get_model_names():
         model_path = osp.join(directory, name, model_file)
+        mapper = getattr(trainer._models[name], "from_release_key", None)
+        if not osp.exists(model_path) and mapper is not None and name != trainer.get_model_names()[0]:
+            from_whole_model[name] = mapper
+            continue
         if not osp.exists(model_path):
             raise MissingFileError(
                 f'No checkpoint at "{model_path}". Expected --model-dir to be a training '
@@ -376,6 +384,7 @@ def load_prompt_learners(trainer, directory, epoch=None, drop_keys=CLASS_BUFFERS
         checkpoint = load_checkpoint(model_path)
         state_dict = checkpoint["state_dict"]
         if _is_whole_model(state_dict, trainer._models[name]):
+            whole_model = (state_dict, model_path)
             state_dict = whole_model_prompts(state_dict, trainer.model, model_path)
         state_dict = {k: v for k, v in state_dict.items() if k not in drop_keys and (keep is None or keep(k))}
         print(f'Loading weights to {name} from "{model_path}" (epoch = {checkpoint["epoch"]})')
@@ -395,3 +404,16 @@ def load_prompt_learners(trainer, directory, epoch=None, drop_keys=CLASS_BUFFERS
                 f'Checkpoint "{model_path}" does not fit {name}: missing {missing}, '
                 f"unexpected {unexpected}. {hint}"
             )
+    for name, mapper in from_whole_model.items():
+        if whole_model is None:
+            raise MissingFileError(f'No checkpoint at "{osp.join(directory, name, model_file)}" and no whole-model '
+                                   f"(release) checkpoint beside it that holds {name}'s tensors; check --model-dir.")
+        state_dict, model_path = whole_model
+        own = {mapper(k): v for k, v in state_dict.items() if mapper(k) is not None}
+        missing, _ = trainer._models[name].load_state_dict(own, strict=False)
+        # a release stores no module extra state (e.g. DePT's class list): the module then applies its own rule
+        missing = [k for k in missing if k not in drop_keys and not k.endswith("_extra_state")]
+        if missing or not own:
+            raise CheckpointError(f'The whole-model checkpoint "{model_path}" does not hold {name}: missing '
+                                  f"{missing or list(trainer._models[name].state_dict())}.")
+        print(f'Loading weights to {name} from "{model_path}" (its {len(own)} tensors in the whole model)')

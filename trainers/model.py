@@ -97,6 +97,7 @@ class PromptedCLIP(nn.Module):
         # (rank, world size) under torchrun with MODEL.TEXT_SHARD_CLASSES: each process encodes a
         # slice of the class prompts and the features are all-gathered with their gradients.
         self.text_shard = None
+        self._raw = False  # True inside forward_features for a head that wants the raw features
 
     @contextlib.contextmanager
     def cached_text_features(self):
@@ -115,9 +116,10 @@ class PromptedCLIP(nn.Module):
         cache = self._text_cache
         if cache is None or provider.image_conditioned:
             return provider.class_text_features(self, image_features)
-        if "text" not in cache:
-            cache["text"] = provider.class_text_features(self, image_features)
-        return cache["text"]
+        key = "raw_text" if self._raw else "text"
+        if key not in cache:
+            cache[key] = provider.class_text_features(self, image_features)
+        return cache[key]
 
     @property
     def dtype(self):
@@ -133,7 +135,7 @@ class PromptedCLIP(nn.Module):
             features = self.image_encoder(image, image_prompts)
         else:
             features = self.image_encoder(image, image_prompts, extra_tokens=extra_tokens)
-        return features / features.norm(dim=-1, keepdim=True)
+        return features if self._raw else features / features.norm(dim=-1, keepdim=True)
 
     def encode_text(self, text_embeddings, token_ids, text_prompts=None):
         """(n_prompts, n_tokens, width) embeddings -> normalised (n_prompts, embed)."""
@@ -175,7 +177,7 @@ class PromptedCLIP(nn.Module):
                            text_prompts, use_reentrant=False)
                 for i in range(0, len(embeddings), chunk)
             ])
-        return features / features.norm(dim=-1, keepdim=True)
+        return features if self._raw else features / features.norm(dim=-1, keepdim=True)
 
     def logits(self, image_features, text_features):
         """Cosine logits in float32 (every method's convention): (batch, n_cls)."""
@@ -183,13 +185,25 @@ class PromptedCLIP(nn.Module):
 
     # ---- the method ----
     def forward_features(self, image, extras=()):
+        """``extras`` may ask for ``"raw_features"``: (image, text) before L2 normalisation (DePT's head)."""
         provider = self.prompt_learner
         dtype = self.dtype
-        image_features = self.encode_image(image, provider.image_prompts(dtype), provider.image_extra_tokens(dtype))
-        text_features = self.class_text_features(image_features)
+        raw = "raw_features" in extras
+        self._raw = raw  # the encoders skip the normalisation; it is done here, with the same operation
+        try:
+            image_features = self.encode_image(image, provider.image_prompts(dtype), provider.image_extra_tokens(dtype))
+            raw_image = image_features
+            if raw:
+                image_features = raw_image / raw_image.norm(dim=-1, keepdim=True)
+            text_features = self.class_text_features(image_features)
+        finally:
+            self._raw = False
+        raw_text = text_features
+        if raw:
+            text_features = raw_text / raw_text.norm(dim=-1, keepdim=True)
         features = Features(image_features, text_features, self.logit_scale.exp())
         for name in extras:
-            features.extras[name] = self._extra(name, image)
+            features.extras[name] = (raw_image, raw_text) if name == "raw_features" else self._extra(name, image)
         return features
 
     def _extra(self, name, image):
@@ -199,4 +213,4 @@ class PromptedCLIP(nn.Module):
         raise ValueError(f"Unknown feature {name!r} requested by the head; known: ['zeroshot_image']")
 
     def forward(self, image):
-        return self.head.logits(self.forward_features(image))
+        return self.head.logits(self.forward_features(image, extras=getattr(self.head, "wants_at_test", ())))
