@@ -21,6 +21,7 @@ medians: run it on an otherwise idle machine. Ratios compare each setting with t
 cache-off run of the same trainer and classes in the same invocation.
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -176,7 +177,7 @@ def run_setting(args, trainer, n_classes, setting):
                   for _ in range(args.eval_batches)]
 
         def work():
-            with torch.no_grad(), (model.cached_text_features() if on else _null()):
+            with torch.no_grad(), (model.cached_text_features() if on else contextlib.nullcontext()):
                 for image in images:
                     with autocast(args.precision, device):
                         model(image)
@@ -213,13 +214,6 @@ def run_setting(args, trainer, n_classes, setting):
             result["text_pass_s"] = time.perf_counter() - start
     return result
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _mib(n):

@@ -101,6 +101,11 @@ def replace_context(ctx_init, n_ctx, clip_model):
     return ctx, " ".join(["X"] * n_ctx)
 
 
+def inserted_prompt(tensor, dtype, round_fp16):
+    """A prompt as the block receives it: rounded to fp16 first when the release's rounding is on."""
+    return (tensor.half() if round_fp16 else tensor).to(dtype)
+
+
 def deep_tensors(first, depth, n, width):
     """{str(block): (n, width) ~ N(0, 0.02^2)} for blocks first..depth-1."""
     tensors = nn.ParameterDict()
@@ -134,8 +139,7 @@ class VLPromptLearner(PromptProvider):
             self.vision_deep = nn.ParameterDict()
 
     def inserted(self, tensor, dtype):
-        """A prompt as the block receives it: rounded to fp16 first when the release's rounding is on."""
-        return (tensor.half() if self.round_fp16 else tensor).to(dtype)
+        return inserted_prompt(tensor, dtype, self.round_fp16)
 
     def text_input(self, image_features=None):
         n_cls = self.token_prefix.shape[0]

@@ -38,7 +38,7 @@ from dassl.utils import ConfigError
 
 from trainers.base import PromptTrainer
 from trainers.common import register_class_prompts
-from trainers.ivlp import (INIT_STD, MAX_INIT_WORDS_CTX, VLPromptLearner, check_depth, check_text_room,
+from trainers.ivlp import (INIT_STD, MAX_INIT_WORDS_CTX, check_depth, check_text_room, inserted_prompt,
                            replace_context, require_vit)
 from trainers.model import PromptedCLIP, PromptProvider
 
@@ -80,7 +80,8 @@ class MultiModalPromptLearner(PromptProvider):
         self.n_text_blocks = len(clip_model.transformer.resblocks)
         self.n_vision_blocks = len(clip_model.visual.transformer.resblocks)
 
-    inserted = VLPromptLearner.inserted  # a prompt as the block receives it (fp16-rounded when round_fp16)
+    def inserted(self, tensor, dtype):
+        return inserted_prompt(tensor, dtype, self.round_fp16)
 
     def text_input(self, image_features=None):
         n_cls = self.token_prefix.shape[0]
