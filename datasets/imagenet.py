@@ -27,10 +27,14 @@ def read_classnames(text_file):
     return classnames
 
 
+def class_folders(image_dir):
+    """The wnid folders in sorted order (label order); only directories: the variants ship a README.txt."""
+    return sorted(f.name for f in os.scandir(image_dir) if f.is_dir() and not f.name.startswith("."))
+
+
 def read_class_folders(image_dir, classnames, dataset_name):
     """``image_dir/<wnid>/<image>`` -> items labelled by the position of the wnid folder in sorted order."""
-    # Only directories: the variants ship a README.txt next to the class folders
-    folders = sorted(f.name for f in os.scandir(image_dir) if f.is_dir() and not f.name.startswith("."))
+    folders = class_folders(image_dir)
     unknown = [folder for folder in folders if folder not in classnames]
     if unknown:
         raise ConfigError(
@@ -96,8 +100,18 @@ class ImageNetVariant(DatasetBase):
         own_file = os.path.join(self.dataset_dir, "classnames.txt")
         text_file = own_file if os.path.exists(own_file) else os.path.join(root, "imagenet", "classnames.txt")
         require(text_file, f"ImageNet's classnames.txt (or a copy at {own_file})", name)
-        data = self.read_data(read_classnames(text_file))
+        parent = read_classnames(text_file)
+        data = self.read_data(parent)
         super().__init__(train_x=data, test=data)
+        # Where each class of the variant sits in classnames.txt, by label: the rows of a head over
+        # ImageNet's classes that belong to this variant (DePT's release keeps those rows of its head).
+        self.parent_rows = self.rows_in(parent)
+        self.num_parent_classes = len(parent)
 
     def read_data(self, classnames):
         return read_class_folders(self.image_dir, classnames, type(self).__name__)
+
+    def rows_in(self, classnames):
+        """The position in ``classnames`` (classnames.txt) of each of the variant's labels."""
+        position = {wnid: row for row, wnid in enumerate(classnames)}
+        return [position[wnid] for wnid in class_folders(self.image_dir)]

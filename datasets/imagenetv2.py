@@ -21,3 +21,6 @@ class ImageNetV2(ImageNetVariant):
             for imname in listdir_nohidden(class_dir, sort=True):
                 items.append(Datum(impath=os.path.join(class_dir, imname), label=label, classname=classname))
         return items
+
+    def rows_in(self, classnames):
+        return list(range(len(classnames)))  # folder i is the i-th class of classnames.txt

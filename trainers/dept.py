@@ -6,6 +6,7 @@ wrapped by ``DePTHead``, which adds a "Channel Adjusted Transfer" head on the RA
 
     image' = scale_img * image + shift_img          text' = scale_text * text + shift_text   (embed,)
     CAT logits = linear(.)                           over the classes the head was trained on
+    (TRAINER.LINEAR_PROBE.TYPE similarity, the release's ablation: logit_scale x cos(., text'), no classifier)
 
 Training: loss = (1 - lambda) x CE(ITM) + lambda x CE(CAT over [text'[y]; image'], labels [y; y])
 (one mean over the 2B rows), plus the wrapped head's other terms unchanged (KgCoOp's ``kg``,
@@ -33,6 +34,7 @@ from trainers import cocoop, coop, kgcoop, maple
 from trainers.model import PromptProvider
 
 FUSIONS = ("logits", "probs")
+HEAD_TYPES = ("linear", "similarity")
 HEAD_AT_TEST = ("auto", "official")
 RELEASE_NEW_LAYERS = ("head", "linear_probe", "film")  # names OPTIM.NEW_LAYERS may give the head
 
@@ -44,7 +46,8 @@ OPTIONS = {
                                  "rule); official: the release's rule on DATASET.SUBSAMPLE_CLASSES / NAME"),
     },
     "TRAINER.LINEAR_PROBE": {
-        "TYPE": ("linear", "CAT classifier: linear (the release's default; its similarity ablation is not offered)"),
+        "TYPE": ("linear", "CAT classifier: linear (the release's default) or similarity (its ablation: "
+                           "logit_scale x cosine of the transformed features with the transformed class text)"),
         "WEIGHT": (0.7, "lambda in [0, 1]: loss (1 - lambda) x CE(ITM) + lambda x CE(CAT), and the fusion weight"),
         "TEST_TIME_FUSION": (True, "fuse ITM and CAT on the known classes at test (False: CAT alone there)"),
     },
@@ -84,13 +87,15 @@ class DePTHead(nn.Module):
     """The method's head (``inner``, the ITM branch) plus DePT's CAT head over ``classnames``."""
 
     def __init__(self, inner, classnames, dim, weight, fusion="logits", test_time_fusion=True, film=True,
-                 head_at_test="auto", release_rule_applies=True, subsample="all", lr_mult=6.5):
+                 head_at_test="auto", release_rule_applies=True, subsample="all", lr_mult=6.5, parent_rows=None,
+                 num_parent_classes=None, head_type="linear"):
         super().__init__()
         self.inner = inner
         self.classnames = list(classnames)
         self.film_img = ChannelTransform(dim, film)
         self.film_text = ChannelTransform(dim, film)
         self.linear = nn.Linear(dim, len(self.classnames))  # PyTorch's default init, fp32
+        self.head_type = head_type  # "similarity": the linear layer is kept (checkpoints) but not used
         self.weight_cat = float(weight)
         self.fusion = fusion
         self.test_time_fusion = bool(test_time_fusion)
@@ -98,6 +103,10 @@ class DePTHead(nn.Module):
         self.release_rule_applies = release_rule_applies
         self.subsample = subsample
         self.lr_mult = float(lr_mult)  # the base trainer gives the "head" group OPTIM.LR x lr_mult
+        # For a subset of a larger label space (ImageNet-A/-R of ImageNet): the parent row of each class,
+        # what a release head over the parent's classes (it stores no class list) is sliced by.
+        self.parent_rows = None if parent_rows is None else list(parent_rows)
+        self.num_parent_classes = num_parent_classes
         self.wants = tuple(inner.wants) + (RAW,)
         self.wants_at_test = (RAW,)
         self.weights = dict(inner.weights)
@@ -109,15 +118,26 @@ class DePTHead(nn.Module):
             self.known.zero_()
 
     # ---- logits ----
-    def cat_logits(self, raw_image):
-        """(batch, embed) raw image features -> (batch, n_cls) CAT logits (rows of unknown classes unused)."""
-        return self.linear(self.film_img(raw_image))
+    def cat_logits(self, raw_image, raw_text=None, logit_scale=None, text_film=False):
+        """(batch, embed) raw features -> (batch, n_cls) CAT logits (columns of unknown classes unused).
+
+        ``raw_text`` (n_cls, embed) or (batch, n_cls, embed) and ``logit_scale`` serve the similarity
+        type; ``text_film`` transforms the rows as text (the training rows of the true-class text)."""
+        rows = self.film_text(raw_image) if text_film else self.film_img(raw_image)
+        if self.head_type == "linear":
+            return self.linear(rows)
+        rows = F.normalize(rows, dim=-1)
+        classes = F.normalize(self.film_text(raw_text), dim=-1)
+        if classes.dim() == 3:  # a text classifier per image (CoCoOp)
+            return logit_scale * torch.einsum("bd,bcd->bc", rows, classes)
+        return logit_scale * rows @ classes.t()
 
     def logits(self, features):
         itm = self.inner.logits(features)
         if self.training or not self.known.any():
             return itm  # training: the ITM logits feed the loss terms; nothing known: ITM only
-        cat = self.cat_logits(features.extras[RAW][0])
+        raw_image, raw_text = features.extras[RAW]
+        cat = self.cat_logits(raw_image, raw_text, features.logit_scale)
         known = self.known
         if self.fusion == "probs":
             p_itm = itm.softmax(dim=-1)
@@ -136,8 +156,13 @@ class DePTHead(nn.Module):
             true_text = raw_text[torch.arange(len(label), device=label.device), label]
         else:
             true_text = raw_text[label]  # (batch, embed)
-        stacked = torch.cat([self.film_text(true_text), self.film_img(raw_image)])  # (2 batch, embed)
-        terms["cat"] = F.cross_entropy(self.linear(stacked), torch.cat([label, label]))
+        if self.head_type == "linear":
+            stacked = torch.cat([self.film_text(true_text), self.film_img(raw_image)])  # (2 batch, embed)
+            cat = self.linear(stacked)
+        else:  # the same rows, each scored against the transformed text of every class
+            cat = torch.cat([self.cat_logits(true_text, raw_text, features.logit_scale, text_film=True),
+                             self.cat_logits(raw_image, raw_text, features.logit_scale)])
+        terms["cat"] = F.cross_entropy(cat, torch.cat([label, label]))
         return terms
 
     # ---- checkpoints: the class list travels with the weights ----
@@ -183,10 +208,16 @@ class DePTHead(nn.Module):
                 print("DePT: the release's rule keeps the CAT head off for this dataset: ITM logits only")
                 return none
             if saved is None:
-                if n_saved != n:
-                    raise CheckpointError(f"The DePT head checkpoint has {n_saved} classes and no class list; the "
-                                          f"dataset has {n}. Expected the same classes in the same order.")
-                return torch.arange(n)
+                if n_saved == n:
+                    return torch.arange(n)
+                if self.parent_rows is not None and n_saved == self.num_parent_classes:
+                    print(f"DePT: a head over the {n_saved} classes of the parent dataset and no class list: its rows "
+                          f"for these {n} classes, in classnames.txt order (the release's rule for ImageNet-A/-R)")
+                    return torch.tensor(self.parent_rows, dtype=torch.long)
+                parent = ("" if self.num_parent_classes is None
+                          else f" (or the parent dataset's {self.num_parent_classes}, in classnames.txt order)")
+                raise CheckpointError(f"The DePT head checkpoint has {n_saved} classes and no class list; the "
+                                      f"dataset has {n}. Expected the same classes in the same order{parent}.")
         index = {name: i for i, name in enumerate(saved)}
         rows = torch.tensor([index.get(name, -1) for name in self.classnames], dtype=torch.long)
         n_known = int((rows >= 0).sum())
@@ -222,13 +253,11 @@ def attach_dept(trainer, cfg):
     if not 0.0 <= weight <= 1.0:
         raise ConfigError(f"TRAINER.LINEAR_PROBE.WEIGHT is {probe.WEIGHT}; expected a fusion weight in [0, 1] "
                           "(the release uses 0.7).")
-    if probe.TYPE != "linear":
-        raise ConfigError(f"TRAINER.LINEAR_PROBE.TYPE is {probe.TYPE!r}; expected 'linear' (the release's "
-                          "similarity ablation is not implemented).")
-    for key, value, allowed in (("FUSION", cfg.TRAINER.DEPT.FUSION, FUSIONS),
-                                ("HEAD_AT_TEST", cfg.TRAINER.DEPT.HEAD_AT_TEST, HEAD_AT_TEST)):
+    for key, value, allowed in (("LINEAR_PROBE.TYPE", probe.TYPE, HEAD_TYPES),
+                                ("DEPT.FUSION", cfg.TRAINER.DEPT.FUSION, FUSIONS),
+                                ("DEPT.HEAD_AT_TEST", cfg.TRAINER.DEPT.HEAD_AT_TEST, HEAD_AT_TEST)):
         if value not in allowed:
-            raise ConfigError(f"TRAINER.DEPT.{key} is {value!r}; expected one of {list(allowed)}.")
+            raise ConfigError(f"TRAINER.{key} is {value!r}; expected one of {list(allowed)}.")
     new_layers = [cfg.OPTIM.NEW_LAYERS] if isinstance(cfg.OPTIM.NEW_LAYERS, str) else list(cfg.OPTIM.NEW_LAYERS)
     odd = [n for n in new_layers if n not in RELEASE_NEW_LAYERS]
     if odd:
@@ -240,8 +269,10 @@ def attach_dept(trainer, cfg):
         test_time_fusion=probe.TEST_TIME_FUSION, film=cfg.TRAINER.FILM.LINEAR_PROBE,
         head_at_test=cfg.TRAINER.DEPT.HEAD_AT_TEST, release_rule_applies=release_rule(cfg),
         subsample=cfg.DATASET.SUBSAMPLE_CLASSES, lr_mult=cfg.OPTIM.LR_EXP,
+        parent_rows=getattr(trainer.dm.dataset, "parent_rows", None),
+        num_parent_classes=getattr(trainer.dm.dataset, "num_parent_classes", None), head_type=probe.TYPE,
     )
-    print(f"DePT: CAT head over {len(model.head.classnames)} classes (embed {dim}), lambda {weight}, "
+    print(f"DePT: CAT head ({probe.TYPE}) over {len(model.head.classnames)} classes (embed {dim}), lambda {weight}, "
           f"fusion on {cfg.TRAINER.DEPT.FUSION}, head LR = OPTIM.LR x {cfg.OPTIM.LR_EXP}")
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dassl.utils import ConfigError
+from dassl.utils import CheckpointError, ConfigError
 from dpl_helpers import SUBNET_YAML, TOY_YAML, run_train
 from trainers.dept import DePTHead
 from trainers.heads import ClassificationHead
@@ -85,6 +85,31 @@ def test_logits_and_loss_equal_a_hand_computation(make_trainer, fusion):
         assert set(terms) == {"ce", "cat"}
         trainer.set_model_mode("eval")
         assert torch.allclose(trainer.model_inference(image), expected_test, atol=1e-4)
+
+
+def test_the_similarity_type_scores_transformed_features_against_transformed_class_text(make_trainer):
+    trainer = make_trainer("ExtrasLinearProbeCoOp", *FP32, "TRAINER.LINEAR_PROBE.TYPE", "similarity")
+    head = trainer.model.head
+    randomise_head(head)
+    image, label = trainer.parse_batch_train(next(iter(trainer.train_loader_x)))
+    with torch.no_grad():
+        raw_image, raw_text = raw_coop_features(trainer, image)
+        scale = trainer.model.logit_scale.exp()
+        itm = scale * normalise(raw_image) @ normalise(raw_text).t()
+        classes = normalise(film(head.film_text, raw_text))
+        rows = torch.cat([film(head.film_text, raw_text[label]), film(head.film_img, raw_image)])
+        cat_train = scale * normalise(rows) @ classes.t()
+        expected_loss = (1 - LAMBDA) * F.cross_entropy(itm, label) + LAMBDA * F.cross_entropy(
+            cat_train, torch.cat([label, label]))
+        expected_test = (1 - LAMBDA) * itm + LAMBDA * scale * normalise(film(head.film_img, raw_image)) @ classes.t()
+
+        trainer.set_model_mode("train")
+        loss, _, _ = trainer.compute_loss(image, label)
+        assert loss.item() == pytest.approx(expected_loss.item(), abs=1e-5)
+        trainer.set_model_mode("eval")
+        assert torch.allclose(trainer.model_inference(image), expected_test, atol=1e-4)
+    with pytest.raises(ConfigError, match=r"TRAINER.LINEAR_PROBE.TYPE is 'cosine'; expected one of \['linear', 'similarity'\]"):
+        make_trainer("ExtrasLinearProbeCoOp", *FP32, "TRAINER.LINEAR_PROBE.TYPE", "cosine")
 
 
 def test_the_cat_loss_reaches_the_head_and_the_text_prompts_not_the_frozen_image_tower(make_trainer):
@@ -175,12 +200,13 @@ def test_the_release_rule_on_the_dataset_name_is_available():
 # ---------------------------------------------------------------------------
 # The release's checkpoint layout
 # ---------------------------------------------------------------------------
-def write_release_checkpoint(trainer, folder, epoch=10):
-    """The release's layout: the whole CustomCLIP state dict under PromptLearner/model.pth.tar-N."""
+def write_release_checkpoint(trainer, folder, epoch=10, n_cls=None):
+    """The release's layout: the whole CustomCLIP state dict under PromptLearner/model.pth.tar-N
+    (a head over ``n_cls`` classes, by default the dataset's)."""
     generator = torch.Generator().manual_seed(3)
     model = trainer.model
     dim = model.text_encoder.text_projection.shape[1]
-    n_cls = len(trainer.dm.dataset.classnames)
+    n_cls = n_cls or len(trainer.dm.dataset.classnames)
     state = {f"prompt_learner.{k}": v.clone() for k, v in model.prompt_learner.state_dict().items()}
     state["prompt_learner.ctx"] = torch.randn(state["prompt_learner.ctx"].shape, generator=generator) * 0.02
     state.update({k: v.clone() for k, v in model.state_dict().items()
@@ -298,20 +324,46 @@ def test_dept_over_trainersubnet_learns_on_toy_and_reaches_its_image_prompts(dpl
     assert any(name.startswith("ctx_img") for name in reached), reached
 
 
-def test_resume_is_exact_head_included(make_trainer, tmp_path):
-    opts = (*FP32, "OPTIM.MAX_EPOCH", "2", "OPTIM.NAME", "adam", "OPTIM.LR", "0.01", "OPTIM.WARMUP_EPOCH", "0")
-    straight = make_trainer("ExtrasLinearProbeCoOp", *opts, output_dir=tmp_path / "straight")
+PROMPTSRC_DEPT = ("TRAINER.PROMPTSRC.PREC", "fp32", "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "2",
+                  "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "2", "TRAINER.PROMPTSRC.GPA_MEAN", "2",
+                  "TRAINER.PROMPTSRC.GPA_STD", "1", "TRAINER.DEPT.ENABLED", "True")
+
+
+@pytest.mark.parametrize("trainer_name, opts", [
+    ("ExtrasLinearProbeCoOp", FP32),
+    ("PromptSRC", PROMPTSRC_DEPT),  # GPA's running sum is checkpointed beside the prompts and the head
+])
+def test_resume_is_exact_head_included(make_trainer, tmp_path, monkeypatch, trainer_name, opts):
+    opts = (*opts, "OPTIM.MAX_EPOCH", "2", "OPTIM.NAME", "adam", "OPTIM.LR", "0.01", "OPTIM.WARMUP_EPOCH", "0",
+            "TRAIN.CHECKPOINT_FREQ", "1")
+    straight = make_trainer(trainer_name, *opts, output_dir=tmp_path / "straight")
     straight.train()
 
-    interrupted = make_trainer("ExtrasLinearProbeCoOp", *opts, output_dir=tmp_path / "resumed")
-    interrupted.max_epoch = 1  # stops after epoch 1, its checkpoint written
-    interrupted.train()
-    resumed = make_trainer("ExtrasLinearProbeCoOp", *opts, output_dir=tmp_path / "resumed")
-    resumed.train()  # resumes from epoch 1
-    for name, value in straight.model.head.state_dict().items():
-        if name != "_extra_state":
-            assert torch.equal(resumed.model.head.state_dict()[name], value), name
-    assert torch.equal(resumed.model.prompt_learner.ctx, straight.model.prompt_learner.ctx)
+    class Killed(Exception):
+        pass
+
+    interrupted = make_trainer(trainer_name, *opts, output_dir=tmp_path / "resumed")
+    original = type(interrupted).forward_backward
+
+    def forward_backward(self, batch):
+        if self.epoch == 1:
+            raise Killed()  # in epoch 2, after epoch 1's checkpoint
+        return original(self, batch)
+
+    monkeypatch.setattr(type(interrupted), "forward_backward", forward_backward)
+    with pytest.raises(Killed):
+        interrupted.train()
+    monkeypatch.setattr(type(interrupted), "forward_backward", original)
+    resumed = make_trainer(trainer_name, *opts, output_dir=tmp_path / "resumed")
+    resumed.train()
+    assert resumed.start_epoch == 1 and isinstance(resumed.model.head, DePTHead)  # it resumed
+    for name, value in straight.model.state_dict().items():
+        if name.endswith("_extra_state"):
+            assert resumed.model.state_dict()[name] == value, name
+        else:
+            assert torch.equal(resumed.model.state_dict()[name], value), name
+    trained = [n for n, p in straight.model.named_parameters() if p.requires_grad]
+    assert any(n.startswith("head.") for n in trained) and any(n.startswith("prompt_learner.") for n in trained)
 
 
 @pytest.mark.parametrize("trainer_name, yaml, lr", [
@@ -368,3 +420,78 @@ def test_the_methods_own_terms_are_kept_beside_depts(make_trainer, trainer_name,
     loss, computed, _ = trainer.compute_loss(image, label)
     assert set(computed) == terms
     assert loss.item() == pytest.approx(sum(head.weights[t] * v.item() for t, v in computed.items()), rel=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# ImageNet-A/-R: a release head over ImageNet's classes, sliced to the variant's
+# ---------------------------------------------------------------------------
+def write_imagenet_a(root, wnids, present):
+    """``imagenet-adversarial/{classnames.txt, imagenet-a/<wnid>/*.jpg}`` with images for ``present`` only."""
+    from PIL import Image
+
+    folder = os.path.join(root, "imagenet-adversarial")
+    os.makedirs(folder)
+    with open(os.path.join(folder, "classnames.txt"), "w") as f:
+        f.writelines(f"{wnid} class {wnid}\n" for wnid in wnids)
+    generator = torch.Generator().manual_seed(0)
+    for wnid in present:
+        os.makedirs(os.path.join(folder, "imagenet-a", wnid))
+        for k in range(2):
+            pixels = (torch.rand(32, 32, 3, generator=generator) * 255).to(torch.uint8).numpy()
+            Image.fromarray(pixels).save(os.path.join(folder, "imagenet-a", wnid, f"{k}.jpg"))
+
+
+def test_a_release_head_over_imagenet_is_sliced_to_imagenet_a_rows(make_trainer, tmp_path):
+    wnids = [f"n0{k}" for k in range(6)]
+    present = [wnids[4], wnids[1], wnids[5]]  # listed out of order: rows follow classnames.txt
+    write_imagenet_a(str(tmp_path / "data"), wnids, present)
+    config = os.path.join(REPO_ROOT, "configs", "datasets", "imagenet_a.yaml")
+    trainer = make_trainer("ExtrasLinearProbeCoOp", *FP32, root=str(tmp_path / "data"), dataset_config_file=config)
+    assert trainer.dm.dataset.classnames == [f"class {w}" for w in sorted(present)]
+    assert trainer.dm.dataset.parent_rows == [1, 4, 5]
+
+    state = write_release_checkpoint(trainer, tmp_path / "release", n_cls=6)  # the release's 1000 rows, here 6
+    trainer.load_model(str(tmp_path / "release"), epoch=10)
+    head = trainer.model.head
+    assert head.known.all()
+    assert torch.equal(head.linear.weight, state["linear_probe_proj.weight"][[1, 4, 5]])
+    assert torch.equal(head.linear.bias, state["linear_probe_proj.bias"][[1, 4, 5]])
+
+    write_release_checkpoint(trainer, tmp_path / "other", n_cls=5)  # neither the variant's nor ImageNet's
+    with pytest.raises(CheckpointError, match=r"has 5 classes and no class list; the dataset has 3.*parent dataset's 6"):
+        trainer.load_model(str(tmp_path / "other"), epoch=10)
+
+
+# ---------------------------------------------------------------------------
+# PREC fp32 sees the release's weights: OpenAI's fp16 rounding of the matmul weights, then float
+# ---------------------------------------------------------------------------
+def test_fp32_runs_on_the_weights_the_release_loads(make_trainer, tmp_path):
+    """The releases build CLIP with OpenAI's ``convert_weights`` (matmul weights to fp16) and then call
+    ``.float()`` for PREC fp32. A file in fp32 whose values fp16 cannot hold shows whether we do the same."""
+    from clip.tiny import save_tiny_clip
+
+    path = save_tiny_clip(str(tmp_path / "fp32_clip.pt"), arch="ViT", seed=5)
+    state = torch.load(path, map_location="cpu")
+    generator = torch.Generator().manual_seed(1)
+    state = {k: (v + 1e-4 * torch.randn(v.shape, generator=generator)).float() if v.is_floating_point() else v
+             for k, v in state.items()}
+    torch.save(state, path)
+    rounded = {"text_projection", "visual.proj"}  # attributes; every Linear / Conv / attention tensor too
+    is_matmul = (lambda k: k in rounded or k.endswith(("in_proj_weight", "in_proj_bias")) or ".c_fc." in k
+                 or ".c_proj." in k or ".out_proj." in k or k == "visual.conv1.weight")
+
+    trainer = make_trainer("ExtrasLinearProbeCoOp", *FP32, clip_path=path)
+    model = trainer.model
+    ours = {**{f"visual.{k}": v for k, v in model.image_encoder.state_dict().items()},
+            **{k: v for k, v in model.text_encoder.state_dict().items()}}
+    checked = {"matmul": 0, "kept": 0}
+    for key, value in ours.items():
+        if key not in state:
+            continue
+        release = state[key].half().float() if is_matmul(key) else state[key]
+        assert value.dtype == torch.float32, key
+        assert torch.equal(value, release), key
+        checked["matmul" if is_matmul(key) else "kept"] += 1
+        if is_matmul(key):
+            assert not torch.equal(value, state[key]), key  # the rounding really happened
+    assert checked["matmul"] > 10 and checked["kept"] > 5
