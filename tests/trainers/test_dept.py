@@ -273,6 +273,49 @@ def test_a_release_checkpoint_evaluates_from_the_command_line(make_argv, tmp_pat
     assert "* accuracy:" in (out / "log.txt").read_text()
 
 
+def test_a_release_maple_checkpoint_gives_the_release_predictions_file(run_train, make_argv, tmp_path):
+    """ExtrasLinearProbeMaPLe's folder: MultiModalPromptLearner/ with the whole model in fp16 (the release
+    runs MaPLe in fp16 only) plus its head; evaluated with --eval-only and TEST.SAVE_PREDICTIONS."""
+    import numpy as np
+
+    from test_maple import OPTS as MAPLE_OPTS, SIZE, class_names, reference_logits
+    from clip.tiny import save_tiny_clip
+
+    clip_path = save_tiny_clip(str(tmp_path / "maple_clip.pt"), "ViT", seed=2, vision_layers=3,
+                               transformer_layers=3, vision_width=192, image_resolution=SIZE)
+    base = ("DATASET.SUBSAMPLE_CLASSES", "base", "TRAINER.MAPLE.PROMPT_DEPTH", "2")
+    argv = lambda *flags, out: make_argv("ExtrasLinearProbeMaPLe", *MAPLE_OPTS, *base, clip_path=clip_path,  # noqa: E731
+                                         output_dir=out, flags=flags)
+    source = run_train(argv("--no-train", out=tmp_path / "source"))
+    generator = torch.Generator().manual_seed(4)
+    whole = {k: v for k, v in source.model.state_dict().items() if not k.startswith("head.")}
+    for key in [k for k in whole if k.startswith("prompt_learner.") and whole[k].is_floating_point()]:
+        whole[key] = whole[key] + 0.05 * torch.randn(whole[key].shape, generator=generator)
+    whole = {k: v.half() if v.is_floating_point() else v for k, v in whole.items()}
+    dim, n_cls = source.model.head.linear.in_features, len(source.dm.dataset.classnames)
+    whole.update({"film_lp_img.scale": 1 + 0.3 * torch.randn(dim, generator=generator),
+                  "film_lp_img.bias": 0.1 * torch.randn(dim, generator=generator),
+                  "film_lp_text.scale": 1 + 0.3 * torch.randn(dim, generator=generator),
+                  "film_lp_text.bias": 0.1 * torch.randn(dim, generator=generator),
+                  "linear_probe_proj.weight": torch.randn(n_cls, dim, generator=generator).half(),
+                  "linear_probe_proj.bias": torch.randn(n_cls, generator=generator).half()})
+    os.makedirs(tmp_path / "release" / "MultiModalPromptLearner")
+    torch.save({"state_dict": whole, "epoch": 10, "optimizer": {}, "scheduler": {}},
+               tmp_path / "release" / "MultiModalPromptLearner" / "model.pth.tar-10")
+
+    loaded = run_train(argv("--eval-only", "--model-dir", tmp_path / "release", "--load-epoch", "10",
+                            out=tmp_path / "eval") + ["TEST.SAVE_PREDICTIONS", "True"])
+    saved = np.load(tmp_path / "eval" / "predictions_test.npz")
+    learned = {k[len("prompt_learner."):]: v.float() for k, v in whole.items() if k.startswith("prompt_learner.")}
+    images = torch.cat([b["img"] for b in loaded.test_loader])
+    itm, raw_image = reference_logits(clip_path, class_names(loaded), learned, images, depth=2, with_raw_image=True)
+    x = whole["film_lp_img.scale"] * raw_image + whole["film_lp_img.bias"]
+    cat = x @ whole["linear_probe_proj.weight"].float().t() + whole["linear_probe_proj.bias"].float()
+    expected = (1 - LAMBDA) * itm + LAMBDA * cat
+    torch.testing.assert_close(torch.from_numpy(saved["logits"]), expected, atol=1e-3, rtol=1e-4)
+    assert saved["labels"].tolist() == [b for batch in loaded.test_loader for b in batch["label"].tolist()]
+
+
 # ---------------------------------------------------------------------------
 # Training: over TrainerSubnet, resume, learning rates
 # ---------------------------------------------------------------------------

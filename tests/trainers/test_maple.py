@@ -71,8 +71,9 @@ def release_keys(depth):
 # ---------------------------------------------------------------------------
 # The release's formulation, from clip/ alone
 # ---------------------------------------------------------------------------
-def reference_logits(path, names, learned, images, depth, round_fp16=True):
-    """Logits of the release's MaPLe with the tensors ``learned`` (our state-dict keys = the release's)."""
+def reference_logits(path, names, learned, images, depth, round_fp16=True, with_raw_image=False):
+    """Logits of the release's MaPLe with the tensors ``learned`` (our state-dict keys = the release's);
+    with ``with_raw_image`` also the image features before normalisation (what DePT's head reads)."""
     model = clip.build_model(clip.load_state_dict(path)).float().eval()
     r = (lambda t: t.half().float()) if round_fp16 else (lambda t: t)  # noqa: E731
 
@@ -105,8 +106,9 @@ def reference_logits(path, names, learned, images, depth, round_fp16=True):
             if 1 <= b < depth:
                 x = torch.cat([x[:-n], r(vision_deep[b - 1]).unsqueeze(1).expand(-1, x.shape[1], -1)])
             x = block(x)
-        img = normalise(v.ln_post(x[0]) @ v.proj)
-    return model.logit_scale.exp() * img @ txt.t()
+        raw_image = v.ln_post(x[0]) @ v.proj
+    logits = model.logit_scale.exp() * normalise(raw_image) @ txt.t()
+    return (logits, raw_image) if with_raw_image else logits
 
 
 def class_names(trainer):
