@@ -13,27 +13,52 @@ T_2DOF = 4.302653  # two-sided 95%, 2 degrees of freedom
 T_1DOF = 12.706205
 
 
-def result_lines(accuracy):
-    return f"=> result\n* total: 1,000\n* correct: 700\n* accuracy: {accuracy}%\n* error: 30.0%\n* macro_f1: 69.0%\n"
+# Logs in the engine's format (a real tiny run's log.txt, shortened): the argument and config
+# dumps, the trainer's progress lines, then the evaluator's result block.
+def config_dump(trainer="TrainerSubnet", dataset="DescribableTextures", dept=False):
+    return ("***************\n** Arguments **\n***************\n"
+            f"opts: ['DATASET.NUM_SHOTS', '16']\nseed: 1\ntrainer: {trainer}\n"
+            "************\n** Config **\n************\n"
+            "DATALOADER:\n  K_TRANSFORMS: 1\nDATASET:\n  IMAGE_FOLDER:\n    CLASSNAMES: []\n"
+            f"  NAME: {dataset}\n  NUM_SHOTS: 16\n  SUBSAMPLE_CLASSES: all\nSEED: 1\nTRAINER:\n  CDAC:\n"
+            f"    CLASS_LR_MULTI: 10\n  DEPT:\n    ENABLED: {dept}\n    FUSION: logits\n  NAME: {trainer}\n"
+            "VERSION: 1\nCollecting env info ...\n** System info **\nPyTorch version: 2.14.1\n\n"
+            f"Loading trainer: {trainer}\nLoading dataset: {dataset}\n"
+            "Loading evaluator: Classification\n")
 
 
-def training_log(accuracy, val_accuracy=None):
-    text = "Loading trainer: TrainerSubnet\nNo checkpoint found, train from scratch\n"
-    text += "epoch [1/2] batch [1/1] time 0.1 (0.1) loss 1.0 lr 1e-3 eta 0:00:01\n"
+def result_lines(accuracy, per_dataset=None):
+    text = (f"=> result\n* total: 1,000\n* correct: {round(10 * accuracy):,}\n* accuracy: {accuracy:.1f}%\n"
+            f"* error: {100 - accuracy:.1f}%\n* macro_f1: 69.0%\n")
+    if per_dataset:  # PerDatasetClassification on a joined dataset
+        text += "=> per-dataset result\n"
+        for name, value in per_dataset.items():
+            text += f"* accuracy on {name}: {value:.1f}% (total: 500, correct: {round(5 * value)})\n"
+        text += f"* mean over datasets: {sum(per_dataset.values()) / len(per_dataset):.1f}%\n"
+    return text
+
+
+def progress(epoch, epochs):
+    return (f"epoch [{epoch}/{epochs}] batch [1/1] time 0.284 (0.284) data 0.003 (0.003) loss 1.2548 (1.2548) "
+            f"acc 25.0000 (25.0000) lr 2.0000e-03 eta 0:00:01\n")
+
+
+def training_log(accuracy, val_accuracy=None, trainer="TrainerSubnet", dept=False, per_dataset=None):
+    text = config_dump(trainer, dept=dept) + "No checkpoint found, train from scratch\n" + progress(1, 2)
     if val_accuracy is not None:  # TEST.FINAL_MODEL=best_val prints validation results while training
         text += "Evaluate on the *val* set\n" + result_lines(val_accuracy)
-    text += "epoch [2/2] batch [1/1] time 0.1 (0.1) loss 1.0 lr 1e-3 eta 0:00:00\n"
-    return text + "Finish training\nDeploy the last-epoch model\n" + result_lines(accuracy) + "Elapsed: 0:00:02\n"
+    text += progress(2, 2) + "Checkpoint saved to output/prompt_learner/model.pth.tar-2\n"
+    return (text + "Finish training\nDeploy the last-epoch model\nEvaluate on the *test* set\n"
+            + result_lines(accuracy, per_dataset) + "Elapsed: 0:00:02\n")
 
 
 def unfinished_log():
-    return "Loading trainer: TrainerSubnet\nNo checkpoint found, train from scratch\n" \
-           "epoch [1/40] batch [1/1] time 0.1 (0.1) loss 1.0 lr 1e-3 eta 0:01:00\n"
+    return config_dump() + "No checkpoint found, train from scratch\n" + progress(1, 40)
 
 
-def eval_log(accuracy):
-    return "Loading trainer: TrainerSubnet\nLoading weights to prompt_learner\nEvaluate on the *test* set\n" + \
-        result_lines(accuracy)
+def eval_log(accuracy, trainer="TrainerSubnet", dept=False):
+    return (config_dump(trainer, dept=dept) + "Loading weights to prompt_learner from \"output/prompt_learner/"
+            "model.pth.tar-2\" (epoch = 2)\nEvaluate on the *test* set\n" + result_lines(accuracy))
 
 
 def write(root, relative, name, text):
@@ -132,14 +157,17 @@ def test_cli_writes_markdown_csv_json(tree, tmp_path, capsys):
     prefix = str(tmp_path / "tables" / "results")
     assert parse_results.main([tree, "--out", prefix]) == 0
     printed = capsys.readouterr().out
-    assert "| fewshot | TrainerSubnet | vit_b16 | 16 | dtd | 1,2,3 | 70.47 |" in printed
+    # values as logged (one decimal): the seeds' accuracies, mean 70.47 shown as 70.5
+    assert "| fewshot | TrainerSubnet | vit_b16 | 16 | dtd | 1,2,3 | 70.0 72.5 68.9 | 70.5 | 1.8 | 4.6 |" in printed
     assert "Unfinished" in printed and "seed3" in printed
     with open(prefix + ".csv") as f:
         rows = list(csv.DictReader(f))
     kinds = [r["kind"] for r in rows]
     assert kinds.count("dataset") == 2 and "average" in kinds and "base2new" in kinds
     b2n = next(r for r in rows if r["kind"] == "base2new")
-    assert float(b2n["hm"]) == pytest.approx(2 * 81 * 62 / 143)
+    assert b2n["hm"] == "70.24"  # rounded: 2 x 81 x 62 / 143 = 70.2378
+    dtd = next(r for r in rows if r["kind"] == "dataset" and r["dataset"] == "dtd")
+    assert (dtd["mean"], dtd["std"], dtd["accuracies"]) == ("70.47", "1.84", "70.0 72.5 68.9")
     with open(prefix + ".json") as f:
         data = json.load(f)
     assert len(data["runs"]) == 12 and len(data["unfinished"]) == 1
@@ -246,7 +274,7 @@ def test_the_releases_few_shot_and_cross_dataset_layouts_are_read():
 
     root = "/out"
     few = describe_run_path(root, "/out/oxford_pets/PromptSRC/vit_b16_c2_ep50_batch4_4+4ctx_few_shot_4shots/seed2")
-    assert few == dict(protocol=".", dataset="oxford_pets", shots="4", trainer="PromptSRC",
+    assert few == dict(protocol="out", dataset="oxford_pets", shots="4", trainer="PromptSRC",
                        config="vit_b16_c2_ep50_batch4_4+4ctx_few_shot", seed=2)
     source = describe_run_path(root, "/out/imagenet/MaPLe/vit_b16_c2_ep5_batch4_2ctx_cross_datasets_16shots/seed1")
     assert (source["dataset"], source["trainer"], source["shots"]) == ("imagenet", "MaPLe", "16")
