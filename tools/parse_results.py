@@ -714,7 +714,7 @@ def _dept_markdown(summary):
         baseline = f"{r['base_method']}/{r['baseline_config']}" if r["baseline_config"] else "–"
         lines.append(f"| {r['protocol']} | {r['base_method']} | {r['trainer']}/{r['config']} | {baseline} "
                      f"| {r['shots']} | {r['dataset']} | {cells(r)} |")
-    for a in summary["dept_averages"]:
+    for a in (a for a in summary["dept_averages"] if a["datasets"]):
         baseline = f"{a['base_method']}/{a['baseline_config']}" if a["baseline_config"] else "–"
         lines.append(f"| {a['protocol']} | {a['base_method']} | {a['trainer']}/{a['config']} | {baseline} "
                      f"| {a['shots']} | **average ({plural(len(a['datasets']), 'dataset')})** | {cells(a)} |")
