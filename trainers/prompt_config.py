@@ -43,7 +43,8 @@ SEARCHED_CONFIG = "searched_config.json"
 SEARCH_HISTORY = "search_history.json"
 CONVERGENCE_PLOT = "convergence.png"
 ALPHA_FILE = re.compile(r"^alpha_e(0|[1-9][0-9]*)_(img|txt)\.npy$")  # group 1: epoch, group 2: suffix
-DPI = 100  # of every figure: sizes are given in inches
+DPI = 100  # of the figures the search writes (tools/plot_alpha.py: --dpi, 300): sizes are given in inches
+NEAR_UNIFORM_SPAN = 0.1  # weights all within this of each other: the colour scale spans their range
 
 DEFINITIONS = {
     "prompt_lengths": "per block, argmax over the alpha row: the column index is the number of prompt tokens",
@@ -302,31 +303,52 @@ def new_figure(**kwargs):
     return fig
 
 
-def save_figure(fig, path):
-    """Save at DPI to a file name (atomically; its folder is created) or a binary file object; returns path."""
+def save_figure(fig, path, dpi=DPI):
+    """Save at ``dpi`` to a file name (format by its extension: .png, .pdf, .svg, ...; atomically, its
+    folder created) or a binary file object (PNG); returns path."""
     if isinstance(path, (str, os.PathLike)):
         fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
-        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=DPI))
+        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi))
     else:
-        fig.savefig(path, dpi=DPI)
+        fig.savefig(path, dpi=dpi)
     return path
 
 
-def draw_weights(ax, weights, title, annotate):
-    """One branch on ``ax``: blocks down, options across, softmax weight as colour, argmax boxed."""
+def weight_scale(*weights):
+    """(vmin, vmax, decimals) of the colour scale of softmax weights: [0, 1] and 2 decimals, or, when
+    every weight lies within NEAR_UNIFORM_SPAN of the others (an early search), their own range and
+    3 decimals, so that near-uniform rows still show which option leads."""
+    low = min(float(np.min(w)) for w in weights)
+    high = max(float(np.max(w)) for w in weights)
+    if high - low >= NEAR_UNIFORM_SPAN:
+        return 0.0, 1.0, 2
+    pad = max(high - low, 1e-3) * 0.05  # a flat matrix still gets a valid (non-empty) scale
+    return low - pad, high + pad, 3
+
+
+def draw_weights(ax, weights, title, annotate, scale=(0.0, 1.0, 2)):
+    """One branch on ``ax``: blocks down (block 0 = the input end), options across, softmax weight as
+    colour on ``scale`` = (vmin, vmax, decimals), argmax boxed."""
     from matplotlib.patches import Rectangle
 
+    vmin, vmax, decimals = scale
     blocks, options = weights.shape
-    image = ax.imshow(weights, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+    image = ax.imshow(weights, vmin=vmin, vmax=vmax, cmap="viridis", aspect="auto")
+    inset = 0.06  # the box inside its cell, and not clipped: a box on the border stays whole
     for block, k in enumerate(weights.argmax(axis=1)):
-        ax.add_patch(Rectangle((k - 0.5, block - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
+        ax.add_patch(Rectangle((k - 0.5 + inset, block - 0.5 + inset), 1 - 2 * inset, 1 - 2 * inset, fill=False,
+                               edgecolor="red", linewidth=1.5, clip_on=False))
         if annotate:
             for option in range(options):
                 w = weights[block, option]
-                ax.text(option, block, f"{w:.2f}", ha="center", va="center", fontsize=7,
-                        color="black" if w > 0.6 else "white")
+                bright = (w - vmin) / (vmax - vmin) > 0.6  # viridis is light at the top of its scale
+                ax.text(option, block, f"{w:.{decimals}f}", ha="center", va="center",
+                        fontsize=7 if decimals == 2 else 6, color="black" if bright else "white")
     ax.set_xticks(range(options))
     ax.set_yticks(range(blocks))
+    labels = [str(b) for b in range(blocks)]
+    labels[0] = "0 (input)"
+    ax.set_yticklabels(labels)
     ax.tick_params(labelsize=7)
     ax.set_xlabel("prompt tokens k")
     ax.set_ylabel("block")
@@ -334,28 +356,35 @@ def draw_weights(ax, weights, title, annotate):
     return image
 
 
-def plot_alpha_heatmaps(alpha_img, alpha_txt, path, title=None):
+def scale_label(scale):
+    return "softmax weight" if scale[:2] == (0.0, 1.0) else "softmax weight (near uniform: scale stretched)"
+
+
+def plot_alpha_heatmaps(alpha_img, alpha_txt, path, title=None, dpi=DPI):
     """Softmax weights of both branches side by side, argmax boxed -> PNG (or any matplotlib format) at path."""
     weights = {"image": softmax_rows(alpha_img), "text": softmax_rows(alpha_txt)}
+    scale = weight_scale(*weights.values())
     rows = max(w.shape[0] for w in weights.values())
     cols = sum(w.shape[1] for w in weights.values())
-    width, height = 2.5 + 0.55 * cols, 1.6 + 0.3 * rows
+    width, height = 3.3 + 0.55 * cols, 1.6 + 0.3 * rows
+    gap = 0.9  # inches between the panels: room for the text panel's block labels ("0 (input)")
     # Fixed margins (inches) instead of constrained layout: the search calls this every epoch and
     # constrained layout draws the figure twice; GIF frames also need identical sizes.
     fig = new_figure(figsize=(width, height))
     grid = fig.add_gridspec(1, 3, width_ratios=[weights["image"].shape[1], weights["text"].shape[1], 0.25],
-                            left=0.55 / width, right=1 - 0.75 / width, bottom=0.55 / height,
-                            top=1 - (0.6 if title else 0.35) / height, wspace=0.25)
+                            left=0.95 / width, right=1 - 0.75 / width, bottom=0.55 / height,
+                            top=1 - (0.6 if title else 0.35) / height,
+                            wspace=3 * gap / (0.55 * cols + 1.6 - 2 * gap))  # gap / mean axes width
     for column, (branch, w) in enumerate(weights.items()):
         image = draw_weights(fig.add_subplot(grid[column]), w, f"{BRANCH_TITLES[branch]} (argmax boxed)",
-                             annotate=w.size <= 400)
-    fig.colorbar(image, cax=fig.add_subplot(grid[2]), label="softmax weight")
+                             annotate=w.size <= 400, scale=scale)
+    fig.colorbar(image, cax=fig.add_subplot(grid[2]), label=scale_label(scale))
     if title:
         fig.suptitle(title)
-    return save_figure(fig, path)
+    return save_figure(fig, path, dpi)
 
 
-def plot_convergence(history, path):
+def plot_convergence(history, path, title=None, dpi=DPI):
     """history: [{"epoch", "alpha_difference_img", "alpha_difference_txt", "dominant_img", "dominant_txt"}, ...]."""
     from matplotlib.ticker import MaxNLocator
 
@@ -379,4 +408,6 @@ def plot_convergence(history, path):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
-    return save_figure(fig, path)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path, dpi)
