@@ -34,6 +34,7 @@ import difflib
 import io
 import os
 import re
+import shutil
 import sys
 import tempfile
 
@@ -206,17 +207,20 @@ def build_method(args, model_dir, epoch, overrides=(), verbose=False):
     from dassl.engine import build_trainer
 
     args = argparse.Namespace(**vars(args))
-    args.opts = list(args.opts or []) + ["DATALOADER.NUM_WORKERS", "0"] + list(overrides)
-    args.output_dir = tempfile.mkdtemp(prefix="gradcam-")  # the engine may create folders there
+    args.opts = list(args.opts or []) + ["DATALOADER.NUM_WORKERS", "0", "USE_WRITER", "False"] + list(overrides)
+    args.output_dir = tempfile.mkdtemp(prefix="gradcam-")  # never the run's folder: nothing is written there
     args.resume = ""
-    cfg = train.setup_cfg(args)
-    trainers.register_all()
-    trainers.check_registered(cfg.TRAINER.NAME)
-    with quiet(verbose), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # fp16 -> fp32 on CPU and the like
-        trainer = build_trainer(cfg)
-        if model_dir:
-            trainer.load_model(model_dir, epoch=epoch)
+    try:
+        cfg = train.setup_cfg(args)
+        trainers.register_all()
+        trainers.check_registered(cfg.TRAINER.NAME)
+        with quiet(verbose), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fp16 -> fp32 on CPU and the like
+            trainer = build_trainer(cfg)
+            if model_dir:
+                trainer.load_model(model_dir, epoch=epoch)
+    finally:
+        shutil.rmtree(args.output_dir, ignore_errors=True)
     trainer.model.eval()  # no dropout in CLIP; zero-shot registers no model for set_model_mode
     return trainer
 
