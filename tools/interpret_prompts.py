@@ -193,7 +193,8 @@ def maple_vision_prompts(state_dict):
             continue
         tokens = sd[source].float() @ weight.float().t() + (0 if bias is None else bias.float())
         prompts.append(dict(key=f"{layer}({source})", branch="image", kind="prompt (MaPLe: text prompt mapped)",
-                            block=block, option=None, where=where(block, None, block == 0), tokens=tokens.detach().cpu(),
+                            block=block, option=None, where=where(block, None, block == 0),
+                            tokens=tokens.detach().cpu(),
                             rows=[(None, t) for t in range(tokens.shape[0])]))
     return prompts
 
@@ -313,7 +314,8 @@ def to_markdown(report):
                       "|---|---|---|---:|---:|---|---|"]
             for entry in text:
                 if not entry["tokens"]:
-                    lines.append(f"| text | {entry['where']} | `{entry['key']}` | – | – | (0 tokens: plain block) | |")
+                    lines.append(f"| text | {entry['where']} | `{entry['key']}` | – | – "
+                                 "| (0 tokens: plain block) | |")
                 for token in entry["tokens"]:
                     index = token["index"] if token["class"] is None else f"class {token['class']}, {token['index']}"
                     by_cos = ", ".join(f"{_cell(w['word'])} ({w['cosine']:.3f})" for w in token["cosine"])
@@ -328,7 +330,8 @@ def to_markdown(report):
             for entry in image:
                 norms = [t["norm"] for t in entry["tokens"]]
                 mean = f"{sum(norms) / len(norms):.3f}" if norms else "–"
-                lines.append(f"| {entry['where']} | `{entry['key']}` | {entry['num_tokens']} x {entry['width']} | {mean} |")
+                lines.append(f"| {entry['where']} | `{entry['key']}` | {entry['num_tokens']} x {entry['width']} "
+                             f"| {mean} |")
             lines.append("")
     return "\n".join(lines)
 
@@ -361,7 +364,7 @@ def main(argv=None):
             raise ConfigError(f"--topk is {args.topk}; expected at least 1.")
         backbone = args.backbone or backbone_from_log(args.path)
         if not backbone:
-            raise ConfigError(f"Which CLIP? No log.txt with a 'Loading CLIP (backbone: ...)' line was found at or above "
+            raise ConfigError("Which CLIP? No log.txt with a 'Loading CLIP (backbone: ...)' line was found at or above "
                               f"{args.path}; pass --backbone with the name or weights file the run was trained with.")
         report = interpret(args.path, Vocabulary.from_weights(backbone), args.topk, args.epoch)
     except UserError as error:

@@ -131,6 +131,10 @@ def test_dpl_deep_prompts_per_block_and_branch(tmp_path, vocabulary):
     markdown = interpret_prompts.to_markdown(report)
     assert "(0 tokens: plain block)" in markdown and "`ctx_img_lst.0` | 3 x 128" in markdown
     assert report["checkpoints"][0]["epoch"] == 3
+    # the supernet's options: ctx_txt_lst.<block>.<i> holds option i + 1 (i + 1 tokens)
+    supernet = {"ctx_txt_lst.3.1": torch.zeros(2, width), "alphas_txt": torch.zeros(4, 3)}
+    prompts, _ = interpret_prompts.prompt_tensors(supernet)
+    assert [(p["where"], p["option"], len(p["rows"])) for p in prompts] == [("block 3, option 2", 2, 2)]
 
 
 def test_release_whole_model_maple_checkpoint(tmp_path, vocabulary):
