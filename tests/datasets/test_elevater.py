@@ -237,3 +237,28 @@ def test_train_cli_runs_coop_on_an_elevater_task(root, tmp_path, capsys):
     assert trainer.num_classes == 3 and len(trainer.dm.dataset.train_x) == 12
     log = (out / "log.txt").read_text()
     assert "* accuracy:" in log and "* mean_per_class:" in log
+
+
+def test_reader_and_sampler_agree_with_the_ecosystems_package(root):
+    """vision-datasets (optional, not a dependency) reads the generated tree as we do and, on a
+    single-label task, samples the same few-shot images in the same order."""
+    pytest.importorskip("vision_datasets")
+    from vision_datasets import DatasetInfo, Usages
+    from vision_datasets.common.data_manifest.iris_data_manifest_adaptor import IrisManifestAdaptor
+    from vision_datasets.common.data_manifest.operations.sample import SampleByFewShotConfig, SampleFewShot
+
+    from datasets.elevater import TASKS_BY_NAME, read_iris, sample_few_shot
+
+    folder = elevater_tree(root, n_train=12)
+    task = TASKS_BY_NAME["cifar-10"]
+    info = DatasetInfo({"name": task.name, "type": "classification_multiclass", "root_folder": task.root_folder,
+                        "train": {"index_path": "train.txt"}, "test": {"index_path": "test.txt"},
+                        "labelmap": task.labelmap})
+    manifest = IrisManifestAdaptor.create_dataset_manifest(info, Usages.TRAIN, str(root))
+    rows, classnames = read_iris(task, folder, "train")
+    assert classnames == [c.name for c in manifest.categories]
+    assert rows == [(image.id, [label.category_id for label in image.labels]) for image in manifest.images]
+    for seed in (1, 7):
+        theirs = SampleFewShot(SampleByFewShotConfig(random_seed=seed, n_shots=5)).sample(manifest)
+        ours, _ = sample_few_shot(rows, 5, seed, len(classnames))
+        assert [path for path, _ in ours] == [image.id for image in theirs.images]
