@@ -427,8 +427,9 @@ class ElevaterDataset(DatasetBase):
         if opts.INFO_FILE:
             info = os.path.join(root, os.path.expanduser(opts.INFO_FILE))
             if not os.path.isfile(info):
-                raise MissingFileError(f"ELEVATER: DATASET.ELEVATER.INFO_FILE is {opts.INFO_FILE!r}, but {info} does "
-                                       f"not exist; give the dataset-info JSON's path (relative to {root} or absolute).")
+                raise MissingFileError(
+                    f"ELEVATER: DATASET.ELEVATER.INFO_FILE is {opts.INFO_FILE!r}, but {info} does not exist; give "
+                    f"the dataset-info JSON's path (relative to {root} or absolute).")
             tasks.update(read_info_file(info))
         if name not in tasks:
             raise ConfigError(f"ELEVATER: no task named {name!r}; known: {sorted(tasks)} ({ANCHOR}).")
@@ -446,7 +447,12 @@ class ElevaterDataset(DatasetBase):
         return items
 
 
-DATASET_REGISTRY.register(type("Elevater", (ElevaterDataset,), {"__doc__": "Any ELEVATER task: DATASET.ELEVATER.TASK."}))
+@DATASET_REGISTRY.register()
+class Elevater(ElevaterDataset):
+    """Any ELEVATER classification task, named by DATASET.ELEVATER.TASK (built-in table or INFO_FILE)."""
+
+
+# One registered dataset per task of the table (ElevaterCifar10, ...): only ``task`` differs.
 for _task in TASKS:
     DATASET_REGISTRY.register(type(_task.dataset, (ElevaterDataset,), {
         "task": _task, "__module__": __name__, "__doc__": f"ELEVATER {_task.name} (metric {_task.metric})."}))

@@ -20,8 +20,8 @@ from dassl.utils import ConfigError
 
 from trainers import prompt_config
 from trainers.base import PromptTrainer, check_choice
-from trainers.common import autocast, clean_classname, get_rank, get_world_size, is_main_process, load_prompt_learners, \
-    make_grad_scaler, tokenize
+from trainers.common import autocast, clean_classname, get_rank, get_world_size, is_main_process, \
+    load_prompt_learners, make_grad_scaler, tokenize
 from trainers.deep_prompts import MODEL_NAME as RELEASE_MODEL_NAME, IMPLEMENTATIONS, MixedPrompt, branch_shapes, supernet_options
 from trainers.model import Features, PromptedCLIP, PromptProvider
 from trainers.search_data import ValidationBatches

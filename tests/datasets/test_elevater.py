@@ -13,7 +13,7 @@ import zipfile
 
 import pytest
 
-from dataset_trees import JPEG_BYTES, REPO, load, make_cfg, per_class_counts, register_datasets
+from dataset_trees import JPEG_BYTES, REPO, make_cfg, per_class_counts, register_datasets
 
 
 def elevater_tree(root, name="cifar-10", classes=("airplane", "bird", "cat"), n_train=10, n_test=3,
@@ -262,3 +262,53 @@ def test_reader_and_sampler_agree_with_the_ecosystems_package(root):
         theirs = SampleFewShot(SampleByFewShotConfig(random_seed=seed, n_shots=5)).sample(manifest)
         ours, _ = sample_few_shot(rows, 5, seed, len(classnames))
         assert [path for path, _ in ours] == [image.id for image in theirs.images]
+
+
+def test_the_evaluator_reports_each_datasets_own_metric(capsys):
+    import numpy as np
+    import torch
+
+    from dassl.config import get_cfg_default
+    from dassl.evaluation import build_evaluator
+    from dassl.evaluation.evaluator import add_dataset_metric
+
+    class Joined:  # what the evaluator reads of a JoinedDataset
+        dataset_names = ["ElevaterCaltech101", "ElevaterMNIST"]
+        class_offsets = [0, 2]
+        datasets = [type("A", (), {"metric": "mean_per_class"})(), type("B", (), {"metric": "accuracy"})()]
+
+    cfg = get_cfg_default()
+    evaluator = build_evaluator(cfg, lab2cname={k: str(k) for k in range(4)}, dataset=Joined())
+
+    # dataset 0: class 0 has 3 images (all right), class 1 one (wrong) -> accuracy 75%, mean per class 50%
+    labels = torch.tensor([0, 0, 0, 1, 2, 3])
+    predicted = torch.tensor([0, 0, 0, 0, 2, 2])
+    evaluator.process(torch.nn.functional.one_hot(predicted, 4).float(), labels)
+    results = evaluator.evaluate()
+    assert results["accuracy/ElevaterCaltech101"] == pytest.approx(75.0)
+    assert results["mean_per_class/ElevaterCaltech101"] == pytest.approx(50.0)
+    assert "mean_per_class/ElevaterMNIST" not in results
+    assert "* mean_per_class on ElevaterCaltech101: 50.0%" in capsys.readouterr().out
+
+    results, lines = {}, []
+    add_dataset_metric(results, lines, "11point_mAP", np.array([0]), np.array([0]), "ElevaterVOC2007")
+    assert results == {} and "11point_mAP on ElevaterVOC2007: not computed" in lines[0]
+
+
+def test_any_task_of_a_dataset_info_file_reads_through_elevater(root):
+    from dassl.errors import ConfigError
+
+    elevater_tree(root, n_train=6)  # files of cifar-10, described again as a task of one's own
+    info = [{"name": "my-shapes", "type": "classification_multiclass", "format": "iris",
+             "root_folder": "classification/cifar_10_20211007", "labelmap": "labels.txt",
+             "train": {"index_path": "train.txt", "files_for_local_usage": ["train.zip"]},
+             "test": {"index_path": "test.txt", "files_for_local_usage": ["test.zip"]}}]
+    with open(os.path.join(str(root), "my_info.json"), "w") as f:
+        json.dump(info, f)
+    dataset = build(root, "Elevater", num_shots=5, TASK="my-shapes", INFO_FILE="my_info.json")
+    assert dataset.classnames == ["airplane", "bird", "cat"] and dataset.metric == "accuracy"
+    assert per_class_counts(dataset.train_x) == {0: 4, 1: 4, 2: 4}
+    with pytest.raises(ConfigError, match="no task named 'other'"):
+        build(root, "Elevater", TASK="other", INFO_FILE="my_info.json")
+    with pytest.raises(ConfigError, match="needs DATASET.ELEVATER.TASK"):
+        build(root, "Elevater")

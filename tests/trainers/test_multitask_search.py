@@ -6,7 +6,6 @@ single-task run. Toy's val split (4 shots: 4 images x 4 classes) outweighs the E
 (ceil(0.2 x 4) = 1 image x 2 classes): the datasets are unbalanced, which is where the two alpha
 losses differ.
 """
-import os
 import zipfile
 
 import numpy as np
@@ -52,7 +51,6 @@ def multitask_argv(root, clip, out, *opts, epochs=1):
 TASK_MEAN = ("TRAINER.TRAINERSUPERNET.ALPHA_LOSS", "task_mean")
 
 
-@pytest.mark.slow
 def test_a_multitask_search_runs_end_to_end(two_task_root, dpl_clip, tmp_path):
     out = tmp_path / "search"
     trainer = run_train(multitask_argv(two_task_root, dpl_clip, out, *TASK_MEAN))
