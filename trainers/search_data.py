@@ -7,7 +7,10 @@
   uses the first batch of a sequential loader.
 
 Several datasets in one search are the engine's (a comma-separated ``DATASET.NAME``, dassl's
-``JoinedDataset`` and ``PerDatasetClassification``), as for every trainer.
+``JoinedDataset`` and ``PerDatasetClassification``), as for every trainer: the val batches cycle
+through the joined val split, so each dataset appears in proportion to its val size; with
+``TRAINER.TRAINERSUPERNET.ALPHA_LOSS task_mean`` the alpha loss weighs the datasets of a batch
+equally instead (trainers/trainersupernet.py).
 """
 import math
 

@@ -5,26 +5,30 @@ Every transformer block of both CLIP encoders holds prompt options of 0..N token
 alpha step on a validation batch, then one prompt step on a training batch. After epoch 0
 (initial values) and every epoch the search writes ``alpha_e<E>_img.npy``,
 ``alpha_e<E>_txt.npy``, ``searched_config.json`` and a heat-map ``alpha_e<E>.png``; at the end
-``convergence.png`` and ``search_history.json``. See docs/dpl.md.
+``convergence.png`` and ``search_history.json``. On several datasets (DATASET.NAME "A,B") the
+alpha step's loss is the val batch's mean (``ALPHA_LOSS pooled``) or the mean of the datasets'
+mean losses (``task_mean``). See docs/dpl.md.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dassl.data.datasets import dataset_index_of_label
 from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
 from dassl.utils import ConfigError
 
 from trainers import prompt_config
 from trainers.base import PromptTrainer, check_choice
-from trainers.common import clean_classname, get_rank, get_world_size, is_main_process, load_prompt_learners, \
-    make_grad_scaler, tokenize
+from trainers.common import autocast, clean_classname, get_rank, get_world_size, is_main_process, \
+    load_prompt_learners, make_grad_scaler, tokenize
 from trainers.deep_prompts import MODEL_NAME as RELEASE_MODEL_NAME, IMPLEMENTATIONS, MixedPrompt, branch_shapes, supernet_options
-from trainers.model import PromptedCLIP, PromptProvider
+from trainers.model import Features, PromptedCLIP, PromptProvider
 from trainers.search_data import ValidationBatches
 
 SEARCH_PRECISIONS = ("fp32", "amp", "bf16")
 VAL_BATCH_MODES = ("cycle", "first")
+ALPHA_LOSSES = ("pooled", "task_mean")
 
 OPTIONS = {
     "TRAINER.TRAINERSUPERNET": {
@@ -40,6 +44,8 @@ OPTIONS = {
         "ALPHA_INIT_STD": (1e-3, "alphas start ~ N(0, std^2)"),
         "VAL_BATCHES": ("cycle", "alpha-step batches: cycle (the whole shuffled val split) or first (the release)"),
         "VAL_BATCH_SIZE": (16, "batch size of the alpha steps"),
+        "ALPHA_LOSS": ("pooled", "alpha-step loss over several datasets (DATASET.NAME \"A,B\"): pooled (mean over the "
+                                 "val batch) or task_mean (mean over the batch's datasets of each one's mean loss)"),
         "INIT_IMG": ("normal", "image prompt options start ~ normal (N(0, 1)), uniform ([0, 1)) or a float std"),
         "INIT_TXT": ("uniform", "text prompt options start ~ normal, uniform or a float std"),
         "DOMINANCE_MARGIN": (0.1, "a block is single-dominant when its top softmax weight leads by more than this"),
@@ -115,6 +121,18 @@ class CustomCLIP(PromptedCLIP):
         super().__init__(clip_model, PromptLearner(cfg, classnames, clip_model), text_chunk_size=chunk)
 
 
+def rows_of(features, rows):
+    """``Features`` of the samples selected by the boolean mask ``rows``; class text features (n_cls, embed)
+    are kept whole, per-image ones (batch, n_cls, embed) are selected like the images."""
+    def select(value, per_class=False):
+        if isinstance(value, tuple):  # "raw_features": (image, text)
+            return select(value[0]), select(value[1], per_class=True)
+        return value if per_class and value.dim() == 2 else value[rows]
+
+    return Features(select(features.image), select(features.text, per_class=True), features.logit_scale,
+                    {name: select(value) for name, value in features.extras.items()})
+
+
 def _set_trainable(params, flag):
     for p in params:
         p.requires_grad_(flag)
@@ -133,6 +151,7 @@ class TrainerSupernet(PromptTrainer):
         opts = cfg.TRAINER.TRAINERSUPERNET
         check_choice("TRAINER.TRAINERSUPERNET.IMPL", opts.IMPL, IMPLEMENTATIONS)
         check_choice("TRAINER.TRAINERSUPERNET.VAL_BATCHES", opts.VAL_BATCHES, VAL_BATCH_MODES)
+        check_choice("TRAINER.TRAINERSUPERNET.ALPHA_LOSS", opts.ALPHA_LOSS, ALPHA_LOSSES)
         for key in ("N_CTX_VISION", "N_CTX_TEXT"):
             if int(opts[key]) < 0:
                 raise ConfigError(f"TRAINER.TRAINERSUPERNET.{key} must be >= 0 (got {opts[key]}).")
@@ -194,12 +213,33 @@ class TrainerSupernet(PromptTrainer):
         _set_trainable(others, False)
         _set_trainable(params, True)
         try:
-            loss, terms, output = self.compute_loss(image, label, self.dataset_of_labels(label))
+            if step == "alpha":
+                loss, terms, output = self.alpha_loss(image, label)
+            else:
+                loss, terms, output = self.compute_loss(image, label, self.dataset_of_labels(label))
             lr_key = "TRAINER.TRAINERSUPERNET.ALPHA_LR" if step == "alpha" else "OPTIM.LR"
             self.optimizer_step(loss, optim, self.scalers[step], terms=terms, step=step, lr_key=lr_key)
         finally:
             _set_trainable(others, True)
         return loss.detach(), output.detach()
+
+    def alpha_loss(self, image, label):
+        """-> (loss, terms, logits) of an alpha step. ``ALPHA_LOSS task_mean`` on joined datasets: each
+        term is the mean over the datasets present in the batch of that dataset's mean, so a dataset with
+        many val images weighs as much as one with few; ``pooled``: the mean over the batch."""
+        offsets = getattr(self.dm.dataset, "class_offsets", None)
+        if self.cfg.TRAINER.TRAINERSUPERNET.ALPHA_LOSS != "task_mean" or offsets is None:
+            return self.compute_loss(image, label, self.dataset_of_labels(label))
+        head = self.model.head
+        with autocast(self.prec, self.device):
+            features = self.model.forward_features(image, extras=head.wants)
+        dataset_index = dataset_index_of_label(label, offsets)
+        logits = self.head_logits(features, dataset_index)  # restricted to each sample's dataset if per_task
+        per_dataset = [head.losses(rows_of(features, dataset_index == k), logits[dataset_index == k],
+                                   label[dataset_index == k]) for k in dataset_index.unique().tolist()]
+        terms = {name: torch.stack([t[name] for t in per_dataset]).mean() for name in per_dataset[0]}
+        loss = sum(head.weights[name] * value for name, value in terms.items())
+        return loss, terms, logits
 
     # --------------------------------------------------------- checkpoints
     def checkpoint_extras(self, name):

@@ -74,6 +74,8 @@ class Classification(EvaluatorBase):
         self._dataset = dataset
         self._per_class_res = None
         self.counts = None
+        # A dataset may name its benchmark's metric (``dataset.metric``, e.g. ELEVATER's tasks).
+        self._metric = getattr(dataset, "metric", "accuracy")
         if cfg.TEST.PER_CLASS_RESULT:
             assert lab2cname is not None, "TEST.PER_CLASS_RESULT needs lab2cname (label -> class name)"
         self.reset()
@@ -152,6 +154,8 @@ class Classification(EvaluatorBase):
             mean_acc = float(np.mean(accs)) if accs else 0.0
             lines.append("* average: {:.1f}%".format(mean_acc))
             results["perclass_accuracy"] = mean_acc
+        if not is_joined_dataset(self._dataset):
+            add_dataset_metric(results, lines, self._metric, y_true, y_pred)
         return results, lines
 
 
@@ -167,7 +171,8 @@ class PerDatasetClassification(Classification):
         * mean over datasets: 70.0%
 
     and adds ``results["accuracy/<name>"]`` per dataset and ``results["mean_dataset_accuracy"]``
-    (overall accuracy stays the first entry). Datasets absent from the split are left out.
+    (overall accuracy stays the first entry); a dataset whose ``metric`` is "mean_per_class" also
+    gets ``results["mean_per_class/<name>"]``. Datasets absent from the split are left out.
     ``counts_per_dataset`` holds ``{name: {"total": ..., "correct": ...}}`` after ``evaluate()``.
     Without a joined dataset, the whole split counts as one dataset named DATASET.NAME.
     """
@@ -177,9 +182,12 @@ class PerDatasetClassification(Classification):
         if is_joined_dataset(dataset):
             self.dataset_names = list(dataset.dataset_names)
             self.class_offsets = list(dataset.class_offsets)
+            sources = getattr(dataset, "datasets", [None] * len(self.dataset_names))
+            self.metrics = [getattr(source, "metric", "accuracy") for source in sources]
         else:
             self.dataset_names = [cfg.DATASET.NAME or "dataset"]
             self.class_offsets = [0]
+            self.metrics = ["accuracy"]  # the dataset's own metric is already in Classification's lines
         self.counts_per_dataset = None
 
     def _summarize(self, y_true, y_pred):
@@ -199,10 +207,33 @@ class PerDatasetClassification(Classification):
             self.counts_per_dataset[name] = {"total": total, "correct": correct}
             results["accuracy/" + name] = acc
             lines.append("* accuracy on {}: {:.1f}% (total: {:,}, correct: {:,})".format(name, acc, total, correct))
+            add_dataset_metric(results, lines, self.metrics[k], y_true[mine], y_pred[mine], name)
         mean_acc = float(np.mean(accs)) if accs else 0.0
         results["mean_dataset_accuracy"] = mean_acc
         lines.append("* mean over datasets: {:.1f}%".format(mean_acc))
         return results, lines
+
+
+def mean_per_class_accuracy(y_true, y_pred):
+    """Mean over the classes present in ``y_true`` of each class's accuracy, in % (ELEVATER's mean-per-class)."""
+    labels = np.unique(y_true)
+    if len(labels) == 0:
+        return 0.0
+    return 100.0 * float(np.mean([(y_pred[y_true == label] == label).mean() for label in labels]))
+
+
+def add_dataset_metric(results, lines, metric, y_true, y_pred, name=""):
+    """The dataset's own metric beside accuracy: ``results["mean_per_class" (+ "/<name>")]`` and a printed
+    line; a metric that needs scores (ELEVATER's 11point_mAP, roc_auc) gets a line saying accuracy stands in."""
+    if metric == "accuracy":
+        return
+    where = " on {}".format(name) if name else ""
+    if metric == "mean_per_class":
+        value = mean_per_class_accuracy(y_true, y_pred)
+        results["mean_per_class" + ("/" + name if name else "")] = value
+        lines.append("* mean_per_class{}: {:.1f}%".format(where, value))
+    else:
+        lines.append("* {}{}: not computed (needs scores); accuracy is reported instead".format(metric, where))
 
 
 def confusion_matrix(y_true, y_pred, normalize_rows=False):
