@@ -25,7 +25,12 @@ def render():
         "`KEY VALUE` pairs on the command line override the defaults. Engine keys (`OPTIM.*`,",
         "`DATALOADER.*`, `DATASET.LABEL_SPACE`, ...) are Dassl's: `dassl/config/defaults.py`.",
     ]
-    for module, options in train.declared_options():
+    from tools import linear_probe  # its own config tree: train.py's runs do not carry these keys
+
+    from trainers import options as trainer_options
+
+    declared = train.declared_options() + trainer_options.collect([linear_probe])
+    for module, options in declared:
         source = "train.py" if module in ("train", "__main__") else module.replace(".", "/") + ".py"
         lines += ["", f"## `{source}`", "", "| key | default | meaning |", "|---|---|---|"]
         for section, keys in options.items():
