@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY
-from dassl.utils import CheckpointError, ConfigError
+from dassl.utils import CheckpointError, ConfigError, plural
 
 from trainers import cocoop, coop, kgcoop, maple
 from trainers.model import PromptProvider
@@ -195,7 +195,7 @@ class DePTHead(nn.Module):
                 f"The DePT head checkpoint knows the classes {saved[:5]}{'...' if len(saved) > 5 else ''}, none of "
                 f"the dataset's {self.classnames[:5]}{'...' if n > 5 else ''}. Expected a head trained on (some of) "
                 "these classes: check --model-dir, DATASET.NAME and DATASET.SUBSAMPLE_CLASSES.")
-        print(f"DePT: the CAT head knows {n_known} of the {n} classes (rows chosen by name); ITM only for the rest")
+        print(f"DePT: the CAT head knows {n_known} of the {plural(n, 'class', 'classes')} (rows chosen by name); ITM only for the rest")
         return rows
 
 
@@ -241,7 +241,7 @@ def attach_dept(trainer, cfg):
         head_at_test=cfg.TRAINER.DEPT.HEAD_AT_TEST, release_rule_applies=release_rule(cfg),
         subsample=cfg.DATASET.SUBSAMPLE_CLASSES, lr_mult=cfg.OPTIM.LR_EXP,
     )
-    print(f"DePT: CAT head over {len(model.head.classnames)} classes (embed {dim}), lambda {weight}, "
+    print(f"DePT: CAT head over {plural(len(model.head.classnames), 'class', 'classes')} (embed {dim}), lambda {weight}, "
           f"fusion on {cfg.TRAINER.DEPT.FUSION}, head LR = OPTIM.LR x {cfg.OPTIM.LR_EXP}")
 
 
