@@ -5,9 +5,21 @@ real vocabulary (49408) and context length (77) so `clip.tokenize` output feeds 
 `tiny_state_dict("RN")` is a ModifiedResNet CLIP with small widths. `vit_b16_state_dict()` has the
 shapes of ViT-B/16, so the real architecture can be built without downloading anything.
 Heads are not stored in CLIP weights: `build_model` uses 64-wide heads, so widths are multiples of 64.
+
+From the command line (a checkpoint in OpenAI's format, for trying the framework without weights):
+
+    python -m clip.tiny tiny_vit.pt --arch vit                      # TorchScript, like OpenAI's .pt files
+    python -m clip.tiny tiny_rn.pt --arch rn --format state_dict --seed 3
+    python -m clip.tiny vit_b16_random.pt --arch vit --size vit-b16 # ViT-B/16 shapes, random weights
+    python -m clip.tiny wide.pt --arch vit --set vision_layers=4 --set transformer_width=256
+
+then `MODEL.BACKBONE.PATH tiny_vit.pt` (or `CLIP_WEIGHTS=tiny_vit.pt`) in place of real weights.
 """
+import argparse
 import os
+import sys
 import tempfile
+import warnings
 
 import torch
 
@@ -84,11 +96,62 @@ def save_tiny_clip(path: str, arch: str = "ViT", fmt: str = "state_dict", seed: 
             image = torch.zeros(1, 3, model.visual.input_resolution, model.visual.input_resolution)
             text = torch.zeros(1, model.context_length, dtype=torch.long)
             text[0, 0] = 1
-            traced = torch.jit.trace(model, (image, text), check_trace=False)
+            with warnings.catch_warnings():  # torch's deprecation notice and the tracer's notes on Python ifs
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                traced = torch.jit.trace(model, (image, text), check_trace=False)
             # OpenAI's archives have the model itself at the top, so key names are unprefixed
-            torch.jit.save(traced, tmp)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                torch.jit.save(traced, tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def parse_size(text: str):
+    """``"vision_layers=4"`` -> ``("vision_layers", 4)``; ``"vision_layers=1,1,1,1"`` -> a tuple."""
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (e.g. vision_layers=4), got {text!r}")
+    try:
+        numbers = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{key}: expected integers (comma-separated for a ResNet), got {value!r}")
+    return key.strip(), numbers if len(numbers) > 1 else numbers[0]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m clip.tiny",
+        description="Write a random-weight CLIP checkpoint with OpenAI's key names (for tests and demos; "
+                    "its predictions are meaningless).")
+    parser.add_argument("out", help="the .pt file to write (folders are created)")
+    parser.add_argument("--arch", type=str.lower, choices=["vit", "rn"], default="vit",
+                        help="vision tower: a ViT or OpenAI's ModifiedResNet (default: vit)")
+    parser.add_argument("--size", choices=["tiny", "vit-b16"], default="tiny",
+                        help="tiny (milliseconds on a CPU; default) or the shapes of ViT-B/16 (about 600 MB)")
+    parser.add_argument("--set", dest="sizes", action="append", type=parse_size, default=[], metavar="NAME=VALUE",
+                        help=f"override one size (repeatable); names: {', '.join(sorted(TINY_SIZES['ViT']))}")
+    parser.add_argument("--format", choices=["torchscript", "state_dict"], default="torchscript",
+                        help="torchscript (an archive like OpenAI's files; default) or a plain state dict")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    args = parser.parse_args(argv)
+
+    arch = {"vit": "ViT", "rn": "RN"}[args.arch]
+    if args.size == "vit-b16" and arch != "ViT":
+        parser.error("--size vit-b16 needs --arch vit")
+    sizes = dict(VIT_B16_SIZES) if args.size == "vit-b16" else {}
+    sizes.update(dict(args.sizes))
+    try:
+        path = save_tiny_clip(args.out, arch=arch, fmt=args.format, seed=args.seed, **sizes)
+    except ValueError as error:  # an unknown size name or inconsistent sizes
+        parser.error(str(error))
+    print(f"Wrote a random {arch} CLIP ({args.format}, seed {args.seed}) to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

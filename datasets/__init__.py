@@ -35,7 +35,8 @@ def check_registered(name):
     from dassl.data.datasets import DATASET_REGISTRY
 
     registered = DATASET_REGISTRY.registered_names()
-    missing = [n.strip() for n in name.split(",") if n.strip() and n.strip() not in registered]
+    lower = {n.lower() for n in registered}  # names are matched ignoring case, as build_dataset does
+    missing = [n.strip() for n in name.split(",") if n.strip() and n.strip().lower() not in lower]
     if missing:
         details = "\n".join(f"--- {module}:\n{error.rstrip()}" for module, error in IMPORT_FAILURES.items())
         raise RegistrationError(

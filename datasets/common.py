@@ -2,8 +2,14 @@
 
 * split files ``split_zhou_<Name>.json``: ``{"train"|"val"|"test": [[relpath, label, classname], ...]}``
   with paths relative to the dataset's image folder (CoOp's format, so published files work as is);
+* a split rebuilt from the original files when the published one is missing is saved as
+  ``split_rebuilt_<Name>.json`` (never under the published name), its few-shot subsets in
+  ``split_fewshot_rebuilt/``, and every run that uses it says that results are not comparable
+  with the papers'; the published file takes precedence as soon as it is there;
 * ``read_and_split_data``: a folder of class sub-folders cut into 50% train / 20% val / 30% test;
 * few-shot subsets cached in ``<dataset_dir>/split_fewshot/shot_<K>-seed_<S>.pkl``;
+* the validation set (``DATASET.VAL_SPLIT``): the dataset's own, or a seeded per-class hold-out
+  from the train split (``train_holdout``, ``holdout_val``);
 * base/new classes (``DATASET.SUBSAMPLE_CLASSES``);
 * ``CoOpDataset``: the base class, so that a dataset file says only where its images are and how
   its classes are named.
@@ -19,10 +25,32 @@ import random
 import tempfile
 from collections import defaultdict
 
-from dassl.data.datasets import Datum, DatasetBase
-from dassl.utils import ConfigError, MissingFileError, listdir_nohidden, read_json, write_json
+from dassl.data.datasets import Datum, DatasetBase, log_warning
+from dassl.utils import ConfigError, MissingFileError, listdir_nohidden, plural, read_json, write_json
 
 DOCS = "docs/DATASETS.md"
+PUBLISHED_PREFIX = "split_zhou_"
+REBUILT_PREFIX = "split_rebuilt_"
+FEWSHOT_DIR = "split_fewshot"
+REBUILT_FEWSHOT_DIR = "split_fewshot_rebuilt"
+VAL_SPLITS = ("dataset", "train_holdout")
+
+
+def rebuilt_split_name(split_name):
+    """``split_zhou_Caltech101.json`` -> ``split_rebuilt_Caltech101.json``: a rebuilt split never
+    takes the published file's name, so it cannot be mistaken for it (by us or by CoOp's readers)."""
+    if split_name.startswith(PUBLISHED_PREFIX):
+        return REBUILT_PREFIX + split_name[len(PUBLISHED_PREFIX):]
+    return REBUILT_PREFIX + split_name
+
+
+def rebuilt_split_warning(dataset_name, rebuilt_path, published_path):
+    return (
+        f"{dataset_name} uses the split {rebuilt_path}, rebuilt at random from the original files because the "
+        f"published split {published_path} is missing: it is NOT the published split, so results are not "
+        f"comparable with the papers'. Download the published file (scripts/download_data.py, {DOCS}); once it "
+        f"is there it is used instead."
+    )
 
 
 def dataset_root(cfg):
@@ -154,8 +182,8 @@ def read_and_split_data(image_dir, p_trn=0.5, p_val=0.2, ignored=(), new_cnames=
     return train, val, test
 
 
-def fewshot_cache_path(dataset_dir, num_shots, seed):
-    return os.path.join(dataset_dir, "split_fewshot", f"shot_{num_shots}-seed_{seed}.pkl")
+def fewshot_cache_path(dataset_dir, num_shots, seed, folder=FEWSHOT_DIR):
+    return os.path.join(dataset_dir, folder, f"shot_{num_shots}-seed_{seed}.pkl")
 
 
 def load_pickle(filepath, what):
@@ -185,30 +213,74 @@ def dump_pickle_atomically(obj, filepath):
         raise
 
 
-def load_or_make_fewshot(dataset, dataset_dir, num_shots, seed, train, val=None):
+def load_or_make_fewshot(dataset, dataset_dir, num_shots, seed, train, val=None, folder=FEWSHOT_DIR):
     """Return ``(train, val)`` reduced to ``num_shots`` images per class (val: ``min(K, 4)``).
 
     ``num_shots < 1`` returns them unchanged. The subsets are cached in
-    ``<dataset_dir>/split_fewshot/shot_<K>-seed_<S>.pkl`` as ``{"train": [...], "val": [...]}``
+    ``<dataset_dir>/<folder>/shot_<K>-seed_<S>.pkl`` (``folder``: ``split_fewshot``, or
+    ``split_fewshot_rebuilt`` for a rebuilt split) as ``{"train": [...], "val": [...]}``
     (only ``"train"`` when ``val`` is None, as CoOp's ImageNet), and read back on the next run so
     every method trained with the same seed sees the same images. ``dataset`` is the
     ``DatasetBase`` whose ``generate_fewshot_dataset`` draws the subsets.
     """
     if num_shots < 1:
         return train, val
-    cache = fewshot_cache_path(dataset_dir, num_shots, seed)
+    cache = fewshot_cache_path(dataset_dir, num_shots, seed, folder)
     if os.path.exists(cache):
         print(f"Loading preprocessed few-shot data from {cache}")
         data = load_pickle(cache, "few-shot cache")
         return data["train"], data.get("val", val)
 
-    train = dataset.generate_fewshot_dataset(train, num_shots=num_shots)
+    train = dataset.generate_fewshot_dataset(train, num_shots=num_shots, what="train set")
     data = {"train": train}
     if val is not None:
-        val = dataset.generate_fewshot_dataset(val, num_shots=min(num_shots, 4))
+        val = dataset.generate_fewshot_dataset(val, num_shots=min(num_shots, 4), what="val set (min(K, 4) per class)")
         data["val"] = val
     print(f"Saving preprocessed few-shot data to {cache}")
     dump_pickle_atomically(data, cache)
+    return train, val
+
+
+def holdout_val(full_train, train, num_shots, seed, val_percent):
+    """``(train, val)`` with val a seeded per-class hold-out from ``full_train`` (``DATASET.VAL_SPLIT train_holdout``).
+
+    Few-shot (``num_shots >= 1``): ``train`` (the few-shot subset) is kept as it is, and val gets
+    ``min(K, 4)`` images per class (CoOp's rule) drawn from that class's train images that are not
+    in ``train``. Full data: ``round(val_percent * n)`` images (at least one) of each class move
+    from train to val. Neither touches the test split. The draw uses its own ``random.Random(seed)``
+    over the train split's order, so the same seed gives the same hold-out on every run, and the
+    few-shot train draw (global ``random``) stays the one of ``VAL_SPLIT dataset``.
+    """
+    rng = random.Random(seed)
+    taken = {item.impath for item in train} if num_shots >= 1 else set()
+    by_label, classnames = defaultdict(list), {}
+    for item in full_train:
+        classnames.setdefault(item.label, item.classname)
+        if item.impath not in taken:
+            by_label[item.label].append(item)
+
+    val, held_out, short = [], set(), []
+    for label in sorted(classnames):
+        candidates = by_label[label]
+        if num_shots >= 1:
+            wanted = min(num_shots, 4)
+        else:  # keep at least one training image
+            wanted = min(max(1, round(val_percent * len(candidates))), len(candidates) - 1)
+        n_val = max(0, min(wanted, len(candidates)))
+        if n_val < max(wanted, 1):
+            short.append(f"{classnames[label]!r} ({len(candidates)} train images left, {n_val} held out)")
+        chosen = rng.sample(candidates, n_val)
+        val.extend(chosen)
+        held_out.update(item.impath for item in chosen)
+    if short:
+        log_warning(
+            f"DATASET.VAL_SPLIT train_holdout: {plural(len(short), 'class', 'classes')} of the train split "
+            f"{'has' if len(short) == 1 else 'have'} too few images outside the training set for a full "
+            f"hold-out: {', '.join(short[:10])}{' ...' if len(short) > 10 else ''}."
+        )
+    if num_shots < 1:
+        train = [item for item in full_train if item.impath not in held_out]
+    print(f"Validation set: {len(val):,} images held out from the train split (DATASET.VAL_SPLIT train_holdout)")
     return train, val
 
 
@@ -262,12 +334,26 @@ class CoOpDataset(DatasetBase):
         self.dataset_dir = self.locate(cfg)
         self.image_dir = os.path.join(self.dataset_dir, self.image_subdir)
         self.split_path = os.path.join(self.dataset_dir, self.split_name) if self.split_name else ""
-        self.split_fewshot_dir = os.path.join(self.dataset_dir, "split_fewshot")
+        # Set by read_splits when the split in use was rebuilt (not the published file)
+        self.rebuilt_split_path = ""
         require(self.dataset_dir, "the dataset folder", name)
         require(self.image_dir, "the image folder", name)
 
+        val_split = cfg.DATASET.VAL_SPLIT
+        if val_split not in VAL_SPLITS:
+            raise ConfigError(
+                f'DATASET.VAL_SPLIT must be "dataset" (the dataset\'s own val split) or "train_holdout" (a seeded '
+                f'per-class hold-out from the train split), got "{val_split}"'
+            )
         train, val, test = self.read_splits()
+        # Few-shot subsets of a rebuilt split live apart, so they never pass for the published split's
+        self.split_fewshot_dir = os.path.join(
+            self.dataset_dir, REBUILT_FEWSHOT_DIR if self.rebuilt_split_path else FEWSHOT_DIR
+        )
+        full_train = train
         train, val = self.load_fewshot(cfg, train, val)
+        if val_split == "train_holdout":
+            train, val = holdout_val(full_train, train, cfg.DATASET.NUM_SHOTS, cfg.SEED, cfg.DATASET.VAL_PERCENT)
         subsample = cfg.DATASET.SUBSAMPLE_CLASSES
         if val is None:
             train, test = subsample_classes(train, test, subsample=subsample)
@@ -276,29 +362,46 @@ class CoOpDataset(DatasetBase):
             train, val, test = subsample_classes(train, val, test, subsample=subsample)
         super().__init__(train_x=train, val=val, test=test)
 
+    @property
+    def split_is_published(self):
+        """False when the split in use was rebuilt from the original files (see ``read_splits``)."""
+        return not self.rebuilt_split_path
+
     def load_fewshot(self, cfg, train, val):
-        return load_or_make_fewshot(self, self.dataset_dir, cfg.DATASET.NUM_SHOTS, cfg.SEED, train, val)
+        return load_or_make_fewshot(
+            self, self.dataset_dir, cfg.DATASET.NUM_SHOTS, cfg.SEED, train, val,
+            folder=os.path.basename(self.split_fewshot_dir),
+        )
 
     def locate(self, cfg):
         """Absolute path of the dataset folder."""
         return os.path.join(dataset_root(cfg), type(self).dataset_dir)
 
     def read_splits(self):
-        """``(train, val, test)`` from the split file, building and saving it first if needed."""
+        """``(train, val, test)`` from the published split file, else from a rebuilt one.
+
+        Order: the published ``split_zhou_<Name>.json``; else a ``split_rebuilt_<Name>.json`` of an
+        earlier run; else the split is rebuilt from the original files (``make_split``) and saved
+        under the rebuilt name. The last two warn in the log that results are not comparable.
+        """
         if self.split_path and os.path.exists(self.split_path):
             return read_split(self.split_path, self.image_dir)
+        name = type(self).__name__
+        rebuilt_path = os.path.join(self.dataset_dir, rebuilt_split_name(self.split_name))
+        if os.path.exists(rebuilt_path):
+            self.rebuilt_split_path = rebuilt_path
+            log_warning(rebuilt_split_warning(name, rebuilt_path, self.split_path))
+            return read_split(rebuilt_path, self.image_dir)
         try:
             train, val, test = self.make_split()
         except FileNotFoundError as error:
             raise MissingFileError(
-                f"{type(self).__name__}: the split file {self.split_path} does not exist, and the split "
+                f"{name}: the split file {self.split_path} does not exist, and the split "
                 f"cannot be rebuilt from the original files either: {error}"
             ) from error
-        print(
-            f"{self.split_path} was missing, so a new random split was built from the original files: "
-            f"numbers will not be comparable with published ones (see {DOCS} for the official file)."
-        )
-        save_split(train, val, test, self.split_path, self.image_dir)
+        save_split(train, val, test, rebuilt_path, self.image_dir)
+        self.rebuilt_split_path = rebuilt_path
+        log_warning(rebuilt_split_warning(name, rebuilt_path, self.split_path))
         return train, val, test
 
     def make_split(self):

@@ -6,8 +6,9 @@ generation settings). It is generated once, seeded by ``DATASET.TOY.SEED``, into
 folder that is renamed into place, so concurrent or interrupted runs never see half a dataset.
 After that it is read like every CoOp dataset (few-shot caching, base/new classes).
 
-Keys under ``DATASET.TOY`` (declared in ``OPTIONS`` below): ``NUM_CLASSES`` (the first
-k of the classes below), ``IMAGES_PER_CLASS``, ``IMAGE_SIZE`` (pixels), ``SEED``.
+Keys under ``DATASET.TOY`` (declared in ``OPTIONS`` below, documented in docs/DATASETS.md#toy):
+``NUM_CLASSES`` (the first k of the classes below), ``IMAGES_PER_CLASS``, ``IMAGE_SIZE`` (pixels),
+``SEED``. A root generated with other values is refused: use another ``DATASET.ROOT``.
 """
 
 import json
@@ -25,10 +26,11 @@ from .common import CoOpDataset, read_and_split_data, save_split
 
 OPTIONS = {
     "DATASET.TOY": {
-        "NUM_CLASSES": (4, "number of classes (the first k of TOY_CLASSES)"),
-        "IMAGES_PER_CLASS": (24, "images generated per class (at least 4)"),
-        "IMAGE_SIZE": (32, "image side in pixels"),
-        "SEED": (0, "seed of the generation"),
+        "NUM_CLASSES": (4, "number of classes, 1 to 8: the first k of red circle, green square, blue triangle, "
+                           "yellow cross, magenta diamond, cyan ring, orange bar, white star"),
+        "IMAGES_PER_CLASS": (24, "images generated per class (at least 4), split 50% train / 20% val / 30% test"),
+        "IMAGE_SIZE": (32, "image side in pixels (at least 8)"),
+        "SEED": (0, "seed of the generation (images and split); independent of SEED, which draws few-shot subsets"),
     },
 }
 

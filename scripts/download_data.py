@@ -7,6 +7,11 @@ Each dataset is a list of steps (data below): fetch a file (HTTP with resume, or
 gdown), extract an archive, move a folder, or a manual instruction (ImageNet needs a login, the
 Stanford Cars host is gone). A step whose result already exists is skipped, so an interrupted run
 can simply be started again; a partly downloaded file is continued with an HTTP Range request.
+
+A split the readers rebuilt because the published ``split_zhou_<Name>.json`` was missing is saved
+as ``split_rebuilt_<Name>.json``; the plan and the download both say when one is in use (it is not
+the published split: results are not comparable with the papers') or left over beside the
+published file (which the readers then use).
 """
 
 import argparse
@@ -21,6 +26,9 @@ import zipfile
 from dataclasses import dataclass
 
 GDRIVE = "gdrive:"
+# The names of datasets/common.py (not imported: it pulls in torch, which this script does not need)
+PUBLISHED_PREFIX = "split_zhou_"
+REBUILT_PREFIX = "split_rebuilt_"
 
 
 @dataclass(frozen=True)
@@ -171,6 +179,26 @@ def describe(step):
     return f"manual: {step.text}"
 
 
+def rebuilt_split_note(step, root):
+    """For the fetch of a published split file: a note on the rebuilt split beside it, or "".
+
+    A rebuilt split in use (no published file) is NOT the published split; one left over next to
+    the published file is ignored by the readers.
+    """
+    if not isinstance(step, Fetch):
+        return ""
+    folder, base = os.path.split(step.dest)
+    if not base.startswith(PUBLISHED_PREFIX):
+        return ""
+    rebuilt = os.path.join(folder, REBUILT_PREFIX + base[len(PUBLISHED_PREFIX):])
+    if not os.path.exists(os.path.join(root, rebuilt)):
+        return ""
+    if os.path.exists(os.path.join(root, step.dest)):
+        return f"{rebuilt} is left over from before: the readers use the published split; delete it"
+    return (f"{rebuilt} is in use meanwhile: a split rebuilt at random, NOT the published split "
+            "(results are not comparable with the papers'); fetch the published file")
+
+
 def plan_lines(names, root):
     lines = []
     for name in names:
@@ -178,6 +206,9 @@ def plan_lines(names, root):
         for step in PLANS[name]:
             status = "done " if is_done(step, root, PLANS[name]) else "to do"
             lines.append(f"  [{status}] {describe(step)}")
+            note = rebuilt_split_note(step, root)
+            if note:
+                lines.append(f"          note: {note}")
     return lines
 
 
@@ -282,9 +313,12 @@ def download(names, root, keep_archives=False):
                 manual.append(f"{name}: {step.text}")
             if is_done(step, root, PLANS[name]):
                 print(f"  done already: {describe(step)}")
-                continue
-            print(f"  {describe(step)}")
-            run_step(step, root, keep_archives)
+            else:
+                print(f"  {describe(step)}")
+                run_step(step, root, keep_archives)
+            note = rebuilt_split_note(step, root)
+            if note:
+                print(f"  note: {note}")
     return manual
 
 

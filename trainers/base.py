@@ -23,7 +23,7 @@ import torch
 from dassl.engine import TrainerX
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
-from dassl.utils import ConfigError, load_pretrained_weights
+from dassl.utils import ConfigError, load_pretrained_weights, plural
 
 from trainers.common import (
     PRECISIONS,
@@ -89,7 +89,7 @@ class PromptTrainer(TrainerX):
         if get_world_size() > 1 and cfg.MODEL.TEXT_SHARD_CLASSES and self.model.prompt_learner is not None \
                 and not self.model.prompt_learner.image_conditioned:
             self.model.text_shard = (get_rank(), get_world_size())
-            print(f"Class prompts encoded in {get_world_size()} slices, one per process")
+            print(f"Class prompts encoded in {plural(get_world_size(), 'slice')}, one per process")
         if not self.TRAINS:
             self.model.requires_grad_(False)
             return

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 import clip
-from dassl.utils import CheckpointError, ConfigError, MissingFileError, load_checkpoint
+from dassl.utils import CheckpointError, ConfigError, MissingFileError, load_checkpoint, plural
 try:  # our engine; upstream Dassl runs single-process and has no such module
     from dassl.utils.dist import average_gradients, get_rank, get_world_size, is_main_process
 except ImportError:  # pragma: no cover - only on upstream Dassl
@@ -338,8 +338,9 @@ def whole_model_prompts(state_dict, model, path=""):
     compared = [k for k in rest if k in ours and tuple(ours[k].shape) == tuple(state_dict[k].shape)]
     differ = [k for k in compared
               if not torch.allclose(ours[k].float().cpu(), state_dict[k].float().cpu(), rtol=1e-3, atol=1e-4)]
-    print(f'"{path}" holds the whole model (a release checkpoint): loading its {len(prompts)} prompt-learner '
-          f"tensors; {len(compared)} frozen CLIP tensors checked against MODEL.BACKBONE")
+    print(f'"{path}" holds the whole model (a release checkpoint): loading its '
+          f"{plural(len(prompts), 'prompt-learner tensor')}; {plural(len(compared), 'frozen CLIP tensor')} checked "
+          "against MODEL.BACKBONE")
     if differ:
         warnings.warn(
             f'The frozen CLIP saved in "{path}" differs from the one loaded from MODEL.BACKBONE in '
@@ -416,4 +417,4 @@ def load_prompt_learners(trainer, directory, epoch=None, drop_keys=CLASS_BUFFERS
         if missing or not own:
             raise CheckpointError(f'The whole-model checkpoint "{model_path}" does not hold {name}: missing '
                                   f"{missing or list(trainer._models[name].state_dict())}.")
-        print(f'Loading weights to {name} from "{model_path}" (its {len(own)} tensors in the whole model)')
+        print(f'Loading weights to {name} from "{model_path}" (its {plural(len(own), "tensor")} in the whole model)')

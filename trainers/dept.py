@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY
-from dassl.utils import CheckpointError, ConfigError
+from dassl.utils import CheckpointError, ConfigError, plural
 
 from trainers import cocoop, coop, kgcoop, maple
 from trainers.model import PromptProvider
@@ -226,7 +226,7 @@ class DePTHead(nn.Module):
                 f"The DePT head checkpoint knows the classes {saved[:5]}{'...' if len(saved) > 5 else ''}, none of "
                 f"the dataset's {self.classnames[:5]}{'...' if n > 5 else ''}. Expected a head trained on (some of) "
                 "these classes: check --model-dir, DATASET.NAME and DATASET.SUBSAMPLE_CLASSES.")
-        print(f"DePT: the CAT head knows {n_known} of the {n} classes (rows chosen by name); ITM only for the rest")
+        print(f"DePT: the CAT head knows {n_known} of the {plural(n, 'class', 'classes')} (rows chosen by name); ITM only for the rest")
         return rows
 
 
@@ -272,7 +272,8 @@ def attach_dept(trainer, cfg):
         parent_rows=getattr(trainer.dm.dataset, "parent_rows", None),
         num_parent_classes=getattr(trainer.dm.dataset, "num_parent_classes", None), head_type=probe.TYPE,
     )
-    print(f"DePT: CAT head ({probe.TYPE}) over {len(model.head.classnames)} classes (embed {dim}), lambda {weight}, "
+    print(f"DePT: CAT head ({probe.TYPE}) over {plural(len(model.head.classnames), 'class', 'classes')} (embed {dim}), "
+          f"lambda {weight}, "
           f"fusion on {cfg.TRAINER.DEPT.FUSION}, head LR = OPTIM.LR x {cfg.OPTIM.LR_EXP}")
 
 

@@ -25,7 +25,7 @@ import torch.nn as nn
 
 from clip.model import BlockPrompt
 from dassl.engine import TRAINER_REGISTRY
-from dassl.utils import ConfigError
+from dassl.utils import ConfigError, plural
 
 from trainers.base import PromptTrainer
 from trainers.common import clean_classname, num_tokens, register_class_prompts, tokenize
@@ -222,8 +222,8 @@ def build_vl_prompt_learner(opts, section, clip_model, classnames, trainer, cls=
     check_text_room(f"{section}.N_CTX_TEXT", int(opts.N_CTX_TEXT), classnames, clip_model, words)
     learner = cls(clip_model, classnames, opts.N_CTX_TEXT, opts.N_CTX_VISION, depth_text, depth_vision, opts.CTX_INIT,
                   round_fp16=opts.ROUND_PROMPTS_FP16)
-    print(f"{trainer}: text {opts.N_CTX_TEXT} tokens x depth {depth_text}, vision {opts.N_CTX_VISION} tokens x "
-          f"depth {depth_vision}")
+    print(f"{trainer}: text {plural(opts.N_CTX_TEXT, 'token')} x depth {depth_text}, vision "
+          f"{plural(opts.N_CTX_VISION, 'token')} x depth {depth_vision}")
     return learner
 
 

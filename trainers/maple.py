@@ -34,7 +34,7 @@ import torch.nn as nn
 
 from clip.model import BlockPrompt
 from dassl.engine import TRAINER_REGISTRY
-from dassl.utils import ConfigError
+from dassl.utils import ConfigError, plural
 
 from trainers.base import PromptTrainer
 from trainers.common import register_class_prompts
@@ -124,7 +124,8 @@ def build_prompt_learner(opts, clip_model, classnames, section="TRAINER.MAPLE", 
     learner = MultiModalPromptLearner(clip_model, classnames, n_ctx, depth, opts.CTX_INIT,
                                       round_fp16=opts.ROUND_PROMPTS_FP16)
     template = f"{words.strip() or ' '.join(['X'] * n_ctx)} {{class}}."
-    print(f'{trainer}: "{template}" with its first {n_ctx} tokens learned; {n_ctx} prompt tokens x depth {depth} '
+    print(f'{trainer}: "{template}" with its first {plural(n_ctx, "token")} learned; {plural(n_ctx, "prompt token")} '
+          f'x depth {depth} '
           "in both towers (vision prompts = linear maps of the text prompts)")
     return learner
 

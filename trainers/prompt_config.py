@@ -194,7 +194,9 @@ def format_lengths(config):
     for branch in BRANCHES:
         lengths = config[branch]["prompt_lengths"]
         prompted = sum(1 for k in lengths if k > 0)
-        lines.append(f"{branch}: {lengths} ({prompted} prompted blocks, {sum(lengths)} tokens)")
+        tokens = sum(lengths)  # plurals spelt out here: dassl.utils.plural would import torch
+        lines.append(f"{branch}: {lengths} ({prompted} prompted block{'' if prompted == 1 else 's'}, "
+                     f"{tokens} token{'' if tokens == 1 else 's'})")
     return lines
 
 

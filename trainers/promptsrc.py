@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dassl.engine import TRAINER_REGISTRY
-from dassl.utils import CheckpointError, ConfigError, is_main_process
+from dassl.utils import CheckpointError, ConfigError, is_main_process, plural
 from datasets.templates import IMAGENET_TEMPLATES
 
 from trainers.base import PromptTrainer
@@ -200,7 +200,7 @@ class PromptSRC(PromptTrainer):
     def build_model(self):
         super().build_model()
         self.gpa = PromptAggregation(self.gpa_weights, self.model.prompt_learner)
-        print(f"Gaussian prompt aggregation over {len(self.gpa_weights)} epochs, weights (epoch: weight >= 0.001): "
+        print(f"Gaussian prompt aggregation over {plural(len(self.gpa_weights), 'epoch')}, weights (epoch: weight >= 0.001): "
               f"{self.gpa.window()}")
 
     # ------------------------------------------------------------- GPA

@@ -17,7 +17,7 @@ import math
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from dassl.data import DatasetWrapper
+from dassl.data.data_manager import DatasetWrapper, capped_num_workers
 from dassl.data.transforms import build_transform
 
 
@@ -55,7 +55,7 @@ class ValidationBatches:
         self.batch_size = int(batch_size)
         self.seed = 0 if seed is None or seed < 0 else int(seed)
         self.dataset = DatasetWrapper(cfg, val_items, transform=build_transform(cfg, is_train=False), is_train=False)
-        self.num_workers = cfg.DATALOADER.NUM_WORKERS
+        self.num_workers = capped_num_workers(cfg.DATALOADER.NUM_WORKERS)
         # Under torchrun, rank r of R takes batches r, R + r, 2R + r, ... of the same sequence.
         self.rank, self.world_size = rank, world_size
         self._iterator, self._next_step, self._first = None, None, None

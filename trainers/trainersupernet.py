@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from dassl.data.datasets import dataset_index_of_label
 from dassl.engine import TRAINER_REGISTRY
 from dassl.metrics import compute_accuracy
-from dassl.utils import ConfigError
+from dassl.utils import ConfigError, plural
 
 from trainers import prompt_config
 from trainers.base import PromptTrainer, check_choice
@@ -179,8 +179,8 @@ class TrainerSupernet(PromptTrainer):
         pl = self.model.prompt_learner
         self.prompt_params, self.alpha_params = pl.prompt_parameters(), pl.alpha_parameters()
         print(
-            f"Search space: image {len(pl.ctx_img_lst)} blocks x options 0..{pl.n_ctx_vision}, "
-            f"text {len(pl.ctx_txt_lst)} blocks x options 0..{pl.n_ctx_text}; implementation: {pl.impl}"
+            f"Search space: image {plural(len(pl.ctx_img_lst), 'block')} x options 0..{pl.n_ctx_vision}, "
+            f"text {plural(len(pl.ctx_txt_lst), 'block')} x options 0..{pl.n_ctx_text}; implementation: {pl.impl}"
         )
         self.alpha_optim = torch.optim.Adam(
             self.alpha_params,

@@ -57,6 +57,8 @@ _C.DATASET.TARGET_DOMAINS = ()
 _C.DATASET.NUM_LABELED = -1
 # Images per class for few-shot training; < 1 means the full training split
 _C.DATASET.NUM_SHOTS = -1
+# Share of the train split held out for validation (Dassl's SSL datasets; here also
+# DATASET.VAL_SPLIT "train_holdout" without few-shot)
 _C.DATASET.VAL_PERCENT = 0.1
 _C.DATASET.STL10_FOLD = -1
 _C.DATASET.CIFAR_C_TYPE = ""
@@ -69,6 +71,13 @@ _C.DATASET.SUBSAMPLE_CLASSES = "all"
 # MVLPT do) or "per_task" (each sample's logits restricted to its own dataset's classes;
 # trainers apply it with dassl.data.datasets.restrict_logits_to_dataset)
 _C.DATASET.LABEL_SPACE = "concatenated"
+# Not in Dassl 0.6.3. The validation set of the CoOp-family datasets (datasets/common.py):
+# "dataset" (the dataset's own val split; ImageNet has none, so its val is its test split, as
+# in CoOp and the DPL release, whose search then takes its alpha steps on test images) or
+# "train_holdout" (a per-class hold-out from the train split drawn with SEED, disjoint from the
+# few-shot training images and from test: min(NUM_SHOTS, 4) images per class in few-shot runs,
+# VAL_PERCENT of each class otherwise, those then removed from training). See docs/dpl.md.
+_C.DATASET.VAL_SPLIT = "dataset"
 
 ###########################
 # Dataloader

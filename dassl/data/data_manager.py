@@ -1,4 +1,7 @@
-"""``DataManager`` (dataset + transforms + loaders), ``DatasetWrapper`` and ``build_data_loader``."""
+"""``DataManager`` (dataset + transforms + loaders), ``DatasetWrapper``, ``build_data_loader``
+and ``capped_num_workers``."""
+
+import os
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -10,7 +13,31 @@ from .datasets import build_dataset
 from .samplers import build_sampler
 from .transforms import INTERPOLATION_MODES, build_transform
 
-__all__ = ["build_data_loader", "DataManager", "DatasetWrapper"]
+__all__ = ["build_data_loader", "capped_num_workers", "available_cpus", "DataManager", "DatasetWrapper"]
+
+_REPORTED_CAPS = set()  # (requested, cap) pairs already logged, so each is said once per process
+
+
+def available_cpus():
+    """CPU cores this process may run on (its affinity mask where the OS has one, else ``cpu_count``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def capped_num_workers(requested):
+    """``DATALOADER.NUM_WORKERS`` capped at the cores available: more worker processes than cores
+    only add start-up time and memory (each worker holds a copy of the dataset lists). Says so
+    once in the log when it caps."""
+    cap = available_cpus()
+    if requested <= cap:
+        return requested
+    if (requested, cap) not in _REPORTED_CAPS:
+        _REPORTED_CAPS.add((requested, cap))
+        print("DATALOADER.NUM_WORKERS is {} but this process may use {}: using {} data-loading workers".format(
+            requested, "1 CPU core" if cap == 1 else "{} CPU cores".format(cap), cap))
+    return cap
 
 
 def build_data_loader(
@@ -37,7 +64,7 @@ def build_data_loader(
         dataset_wrapper(cfg, data_source, transform=tfm, is_train=is_train),
         batch_size=batch_size,
         sampler=sampler,
-        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        num_workers=capped_num_workers(cfg.DATALOADER.NUM_WORKERS),
         drop_last=is_train and len(sampler) >= batch_size,
         pin_memory=(torch.cuda.is_available() and cfg.USE_CUDA),
     )

@@ -32,6 +32,7 @@ __all__ = [
     "get_most_similar_str_to_a_from_b",
     "check_availability",
     "tolist_if_not",
+    "plural",
 ]
 
 
@@ -158,3 +159,14 @@ def tolist_if_not(x):
     if not isinstance(x, list):
         x = [x]
     return x
+
+
+def plural(count, singular, plural_form=None):
+    """``plural(1, "block")`` -> "1 block", ``plural(2, "block")`` -> "2 blocks" (for log lines).
+
+    ``plural_form`` for irregular words: ``plural(3, "class", "classes")``. Numbers of 1,000 and
+    more get thousands separators.
+    """
+    word = singular if count == 1 else (plural_form or singular + "s")
+    number = "{:,}".format(count) if isinstance(count, int) else str(count)
+    return "{} {}".format(number, word)

@@ -79,6 +79,21 @@ def test_fewshot_gives_k_per_class_seeded_like_dassl(tmp_path):
     assert len(a) == len(b) == 6
 
 
+def test_fewshot_with_too_few_images_warns_naming_the_classes(tmp_path, capsys):
+    items = make_items(str(tmp_path), [0] * 5 + [1] * 2 + [2] * 1, classnames=["ant", "bee", "cat"])
+    dataset = DatasetBase(train_x=items)
+    fewshot = dataset.generate_fewshot_dataset(items, num_shots=3, what="train set")
+    assert len(fewshot) == 3 + 2 + 1  # the short classes keep all their images, as in Dassl
+    log = capsys.readouterr().out
+    assert "Creating a 3-shot train set" in log
+    assert ("WARNING: 3 shots asked for the train set, but 2 classes have fewer: 'bee' (2 images), "
+            "'cat' (1 image); they keep all of them.") in log
+    dataset.generate_fewshot_dataset(items, num_shots=2)  # enough everywhere but 'cat'
+    assert "1 class has fewer: 'cat' (1 image); it keeps" in capsys.readouterr().out
+    dataset.generate_fewshot_dataset(items, num_shots=3, repeat=True)  # drawn with replacement: no warning
+    assert "WARNING" not in capsys.readouterr().out
+
+
 def transform_cfg(*choices, size=(16, 16)):
     cfg = get_cfg_default()
     cfg.INPUT.SIZE = size

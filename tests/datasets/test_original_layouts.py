@@ -28,7 +28,7 @@ def test_caltech101_ignores_clutter_and_renames(root):
     assert dataset.classnames == ["face", "leopard", "motorbike", "airplane", "ant"]
     assert_50_20_30(dataset, 10, 5)
 
-    split_path = os.path.join(root, "caltech-101", "split_zhou_Caltech101.json")
+    split_path = os.path.join(root, "caltech-101", "split_rebuilt_Caltech101.json")  # never the published name
     rows = split_file_rows(split_path)
     assert rows["train"][0][0].count("/") == 1 and not os.path.isabs(rows["train"][0][0])
     # the saved split is read back unchanged
@@ -49,7 +49,8 @@ def test_folder_names_are_class_names(root, name, dataset_dir):
     dataset = load(root, name)
     assert dataset.classnames == ["apple_pie", "banded", "waffles"]
     assert_50_20_30(dataset, 7, 3)
-    assert os.path.isfile(os.path.join(root, dataset_dir, f"split_zhou_{name}.json"))
+    assert os.path.isfile(os.path.join(root, dataset_dir, f"split_rebuilt_{name}.json"))
+    assert not os.path.exists(os.path.join(root, dataset_dir, f"split_zhou_{name}.json"))
 
 
 def test_oxford_pets_from_annotations(root):
@@ -97,7 +98,7 @@ def test_stanford_cars_from_mat_files_puts_year_first(root):
     assert dataset.classnames == ["2000 AM General Hummer SUV", "2012 Tesla Model S Sedan"]
     assert per_class_counts(dataset.train_x) == {0: 4, 1: 4}
     assert per_class_counts(dataset.test) == {0: 3, 1: 3}
-    rows = split_file_rows(os.path.join(base, "split_zhou_StanfordCars.json"))
+    rows = split_file_rows(os.path.join(base, "split_rebuilt_StanfordCars.json"))
     assert rows["test"][0][0].startswith("cars_test/")
 
 

@@ -3,8 +3,8 @@
 A comma-separated ``DATASET.NAME`` ("A,B") builds every name and joins them (``joined.py``).
 """
 
-from .base_dataset import Datum, DatasetBase
-from .build import DATASET_REGISTRY, build_dataset
+from .base_dataset import Datum, DatasetBase, log_warning
+from .build import DATASET_REGISTRY, build_dataset, canonical_dataset_name
 from .joined import (
     LABEL_SPACES,
     JoinedDataset,
@@ -17,8 +17,10 @@ from .joined import (
 __all__ = [
     "DATASET_REGISTRY",
     "build_dataset",
+    "canonical_dataset_name",
     "Datum",
     "DatasetBase",
+    "log_warning",
     "JoinedDataset",
     "LABEL_SPACES",
     "split_dataset_names",

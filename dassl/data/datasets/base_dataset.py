@@ -11,7 +11,13 @@ from collections import defaultdict
 
 from tqdm import tqdm
 
-from dassl.utils import check_isfile, is_main_process
+from dassl.utils import check_isfile, is_main_process, plural
+
+
+def log_warning(message):
+    """Print ``WARNING: message`` to stdout, hence into the run's log.txt (``setup_logger`` tees
+    stdout only; ``warnings.warn`` would reach the console but not the log)."""
+    print("WARNING: " + message, flush=True)
 
 
 class Datum:
@@ -168,12 +174,14 @@ class DatasetBase:
             raise NotImplementedError("Cannot extract {}: expected .zip, .tar, .tar.gz or .tgz".format(dst))
         print("File extracted to {}".format(osp.dirname(dst)))
 
-    def generate_fewshot_dataset(self, *data_sources, num_shots=-1, repeat=False):
+    def generate_fewshot_dataset(self, *data_sources, num_shots=-1, repeat=False, what="dataset"):
         """Keep ``num_shots`` random items per label of each source (global ``random``).
 
         Labels are visited in order of first appearance and ``random.sample`` (or, with
         ``repeat`` and too few items, ``random.choices``) is called once per label, exactly
-        as Dassl does, so a given seed yields the same split as stock Dassl.
+        as Dassl does, so a given seed yields the same split as stock Dassl. A class with fewer
+        items keeps them all (without ``repeat``), with a warning naming it and its count.
+        ``what`` names the subset in the log ("train set", "val set"; Dassl prints "dataset").
         Returns a list for one source, a list of lists for several.
         """
         if num_shots < 1:
@@ -181,11 +189,11 @@ class DatasetBase:
                 return data_sources[0]
             return data_sources
 
-        print("Creating a {}-shot dataset".format(num_shots))
+        print("Creating a {}-shot {}".format(num_shots, what))
         output = []
         for data_source in data_sources:
             tracker = self.split_dataset_by_label(data_source)
-            dataset = []
+            dataset, short = [], []
             # one step per class; the bar shows only when sampling takes more than a second
             bar = tqdm(tracker.items(), total=len(tracker), desc="{}-shot sampling".format(num_shots), unit="class",
                        delay=1, disable=not is_main_process())
@@ -196,7 +204,13 @@ class DatasetBase:
                     sampled_items = random.choices(items, k=num_shots)
                 else:
                     sampled_items = items
+                    short.append("{!r} ({})".format(items[0].classname, plural(len(items), "image")))
                 dataset.extend(sampled_items)
+            if short:
+                log_warning("{} asked for the {}, but {} fewer: {}{}; {} all of them.".format(
+                    plural(num_shots, "shot"), what, plural(len(short), "class has", "classes have"),
+                    ", ".join(short[:20]), " ..." if len(short) > 20 else "",
+                    "it keeps" if len(short) == 1 else "they keep"))
             output.append(dataset)
 
         if len(output) == 1:
