@@ -1,30 +1,12 @@
 #!/bin/bash
-# CoCoOp cross-dataset transfer, step 1: train on ImageNet (16 shots, all classes).
-# usage: bash scripts/cocoop/xd_train.sh SEED
-# Datasets are read from $DATA (default ./data). An existing output folder is skipped.
+# CoCoOp cross-dataset transfer / domain generalisation, step 1: train on SOURCE (default
+# imagenet), 16 shots, all classes.
+# usage: bash scripts/cocoop/xd_train.sh SEED [KEY VALUE ...]
+#   CFG  configs/trainers/CoCoOp/<CFG>.yaml or a YAML path (default vit_b16_c4_ep10_batch1_ctxv1)
+# Output: <OUTPUT>/<SOURCE>/CoCoOp/<CFG>_16shots/seed<SEED>
+# DATA, OUTPUT, CLIP_WEIGHTS, PYTHON, OVERWRITE, LOADEP and the trailing overrides: scripts/lib/launch.sh.
 set -e
-cd "$(dirname "$0")/../.."
-
-DATA=${DATA:-./data}
-TRAINER=CoCoOp
-
-SEED=$1
-
-CFG=vit_b16_c4_ep10_batch1_ctxv1
-SHOTS=16
-DATASET=imagenet
-
-DIR=output/${DATASET}/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}
-if [ -d "$DIR" ]; then
-    echo "Results are available in ${DIR}. Skip this job"
-else
-    echo "Run this job and save the output to ${DIR}"
-    python train.py \
-    --root ${DATA} \
-    --seed ${SEED} \
-    --trainer ${TRAINER} \
-    --dataset-config-file configs/datasets/${DATASET}.yaml \
-    --config-file configs/trainers/${TRAINER}/${CFG}.yaml \
-    --output-dir ${DIR} \
-    DATASET.NUM_SHOTS ${SHOTS}
-fi
+source "$(dirname "$0")/../lib/launch.sh"
+TRAINER=CoCoOp CFG=${CFG:-vit_b16_c4_ep10_batch1_ctxv1}
+usage_unless 1 "$@"
+xd_train "$SOURCE" "$@"

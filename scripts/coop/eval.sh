@@ -1,36 +1,23 @@
 #!/bin/bash
-# Evaluate CoOp prompts learned on ImageNet (16 shots, 16 context tokens, unified
-# context, class token at the end; seeds 1-3, epoch 50) on another dataset:
-# domain generalisation (imagenetv2, imagenet_sketch, imagenet_a, imagenet_r) or transfer.
-# usage: bash scripts/coop/eval.sh DATASET CFG
+# Evaluate CoOp prompts learned on SOURCE (default imagenet; 16 shots, 16 context tokens, unified
+# context, class token at the end; each of SEEDS, default "1 2 3"; the last epoch) on another
+# dataset: domain generalisation (imagenetv2, imagenet_sketch, imagenet_a, imagenet_r) or transfer.
+# usage: bash scripts/coop/eval.sh DATASET CFG [KEY VALUE ...]
 #   e.g. bash scripts/coop/eval.sh imagenet_sketch rn50_ep50
-# Expects the ImageNet runs of scripts/coop/main.sh under output/imagenet/CoOp/.
+#   NCTX, CSC, CTP  the source run's settings (default 16, False, end), as given to main.sh
+# Expects the runs of `scripts/coop/main.sh imagenet CFG end 16 16 False`.
+# Output: <OUTPUT>/evaluation/CoOp/<CFG>_16shots/nctx<NCTX>_csc<CSC>_ctp<CTP>/<DATASET>/seed<SEED>
+# DATA, OUTPUT, CLIP_WEIGHTS, PYTHON, OVERWRITE, LOADEP and the trailing overrides: scripts/lib/launch.sh.
 set -e
-cd "$(dirname "$0")/../.."
-
-DATA=${DATA:-./data}
-TRAINER=CoOp
-SHOTS=16
-NCTX=16
-CSC=False
-CTP=end
-
-DATASET=$1
-CFG=$2
-
-for SEED in 1 2 3
-do
-    python train.py \
-    --root ${DATA} \
-    --seed ${SEED} \
-    --trainer ${TRAINER} \
-    --dataset-config-file configs/datasets/${DATASET}.yaml \
-    --config-file configs/trainers/${TRAINER}/${CFG}.yaml \
-    --output-dir output/evaluation/${TRAINER}/${CFG}_${SHOTS}shots/nctx${NCTX}_csc${CSC}_ctp${CTP}/${DATASET}/seed${SEED} \
-    --model-dir output/imagenet/${TRAINER}/${CFG}_${SHOTS}shots/nctx${NCTX}_csc${CSC}_ctp${CTP}/seed${SEED} \
-    --load-epoch 50 \
-    --eval-only \
-    TRAINER.COOP.N_CTX ${NCTX} \
-    TRAINER.COOP.CSC ${CSC} \
-    TRAINER.COOP.CLASS_TOKEN_POSITION ${CTP}
+source "$(dirname "$0")/../lib/launch.sh"
+usage_unless 2 "$@"
+TRAINER=CoOp CFG=$2 NCTX=${NCTX:-16} CSC=${CSC:-False} CTP=${CTP:-end}
+use_dataset "$SOURCE"; SOURCE_TAG=$DATASET_TAG
+use_dataset "$1"; use_config; shift 2; take_overrides "$@"
+PROMPT=nctx${NCTX}_csc${CSC}_ctp${CTP}
+for SEED in $SEEDS; do
+    MODEL_DIR=$OUTPUT/$SOURCE_TAG/$TRAINER/${CONFIG_TAG}_${SHOTS}shots/$PROMPT/seed$SEED
+    require_finished "$MODEL_DIR" "run scripts/coop/main.sh $SOURCE_TAG $CFG $CTP $NCTX $SHOTS $CSC first"
+    evaluate "$OUTPUT/evaluation/$TRAINER/${CONFIG_TAG}_${SHOTS}shots/$PROMPT/$DATASET_TAG/seed$SEED" "$MODEL_DIR" "$SEED" \
+        TRAINER.COOP.N_CTX "$NCTX" TRAINER.COOP.CSC "$CSC" TRAINER.COOP.CLASS_TOKEN_POSITION "$CTP"
 done

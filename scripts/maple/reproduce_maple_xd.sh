@@ -1,47 +1,15 @@
 #!/bin/bash
-# Evaluate the released ImageNet-trained MaPLe weights (epoch 2) on a cross-dataset target or an
-# ImageNet variant, all classes.
+# Evaluate the released ImageNet-trained MaPLe weights on a cross-dataset target or an ImageNet
+# variant, all classes.
 # usage: bash scripts/maple/reproduce_maple_xd.sh DATASET SEED WEIGHTSPATH [KEY VALUE ...]
 #   e.g. bash scripts/maple/reproduce_maple_xd.sh caltech101 1 /path/to/maple_weights/imagenet
-# WEIGHTSPATH holds the release's seed<SEED>/MultiModalPromptLearner/model.pth.tar-2. Output as
-# xd_test_maple.sh: output/evaluation/MaPLe/<CFG>_16shots/<DATASET>/seed<SEED>.
-# An evaluation whose log already holds an accuracy is skipped (delete its folder to rerun).
-# Environment: DATA, OUTPUT, CLIP_WEIGHTS, PYTHON as for training; LOADEP (the epoch to load).
+#   WEIGHTSPATH  holds the release's seed<SEED>/MultiModalPromptLearner/model.pth.tar-2
+#   CFG          as for xd_train_maple.sh
+# Output: <OUTPUT>/evaluation/MaPLe/<CFG>_16shots/<DATASET>/seed<SEED> (as xd_test_maple.sh)
+# DATA, OUTPUT, CLIP_WEIGHTS, PYTHON, OVERWRITE, LOADEP and the trailing overrides: scripts/lib/launch.sh.
 set -e
-cd "$(dirname "$0")/../.."
-
-DATA=${DATA:-./data}
-PYTHON=${PYTHON:-python}
-OUTPUT=${OUTPUT:-output}  # the folder of every run
-WEIGHTS=()  # $CLIP_WEIGHTS: local CLIP weights (MODEL.BACKBONE.PATH, no download)
-if [ -n "${CLIP_WEIGHTS:-}" ]; then WEIGHTS=(MODEL.BACKBONE.PATH "$CLIP_WEIGHTS"); fi
-TRAINER=MaPLe
-
-DATASET=$1
-SEED=$2
-WEIGHTSPATH=$3
-shift 3
-
-CFG=vit_b16_c2_ep5_batch4_2ctx_cross_datasets
-SHOTS=16
-LOADEP=${LOADEP:-2}
-
-MODEL_DIR=${WEIGHTSPATH}/seed${SEED}
-DIR=${OUTPUT}/evaluation/${TRAINER}/${CFG}_${SHOTS}shots/${DATASET}/seed${SEED}
-if grep -qs "^\* accuracy" "${DIR}"/log.txt*; then
-    echo "Results are available in ${DIR}. Skip this job"
-    exit 0
-fi
-echo "Evaluating ${MODEL_DIR} (epoch ${LOADEP}) on ${DATASET}; output in ${DIR}"
-${PYTHON} train.py \
-    --root ${DATA} \
-    --seed ${SEED} \
-    --trainer ${TRAINER} \
-    --dataset-config-file configs/datasets/${DATASET}.yaml \
-    --config-file configs/trainers/${TRAINER}/${CFG}.yaml \
-    --output-dir ${DIR} \
-    --model-dir ${MODEL_DIR} \
-    --load-epoch ${LOADEP} \
-    --eval-only \
-    DATASET.NUM_SHOTS ${SHOTS} \
-    "${WEIGHTS[@]}" "$@"
+source "$(dirname "$0")/../lib/launch.sh"
+TRAINER=MaPLe CFG=${CFG:-vit_b16_c2_ep5_batch4_2ctx_cross_datasets}
+usage_unless 3 "$@"
+use_dataset "$1"; use_config; SEED=$2; MODEL_DIR=$(abspath "$3")/seed$2; shift 3; take_overrides "$@"
+evaluate "$OUTPUT/evaluation/$TRAINER/${CONFIG_TAG}_${SHOTS}shots/$DATASET_TAG/seed$SEED" "$MODEL_DIR" "$SEED"

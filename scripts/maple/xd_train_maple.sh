@@ -1,44 +1,12 @@
 #!/bin/bash
 # MaPLe cross-dataset transfer / domain generalisation, step 1: train on the source dataset
-# (ImageNet in the paper), 16 shots, all classes, 2 epochs, prompt depth 3.
+# (imagenet in the paper), 16 shots, all classes, 2 epochs, prompt depth 3.
 # usage: bash scripts/maple/xd_train_maple.sh DATASET SEED [KEY VALUE ...]
 #   e.g. bash scripts/maple/xd_train_maple.sh imagenet 1
-# Environment: DATA (datasets, default ./data), OUTPUT (default output), CLIP_WEIGHTS (local CLIP
-# weights), PYTHON. Trailing KEY VALUE pairs go to train.py.
-# A finished run (its log has the final "Elapsed:" line) is skipped; an unfinished one resumes.
+#   CFG  configs/trainers/MaPLe/<CFG>.yaml or a YAML path (default vit_b16_c2_ep5_batch4_2ctx_cross_datasets)
+# Output: <OUTPUT>/<DATASET>/MaPLe/<CFG>_16shots/seed<SEED>
+# DATA, OUTPUT, CLIP_WEIGHTS, PYTHON, OVERWRITE, LOADEP and the trailing overrides: scripts/lib/launch.sh.
 set -e
-cd "$(dirname "$0")/../.."
-
-DATA=${DATA:-./data}
-PYTHON=${PYTHON:-python}
-OUTPUT=${OUTPUT:-output}  # the folder of every run
-WEIGHTS=()  # $CLIP_WEIGHTS: local CLIP weights (MODEL.BACKBONE.PATH, no download)
-if [ -n "${CLIP_WEIGHTS:-}" ]; then WEIGHTS=(MODEL.BACKBONE.PATH "$CLIP_WEIGHTS"); fi
-TRAINER=MaPLe
-
-DATASET=$1
-SEED=$2
-shift 2
-
-CFG=vit_b16_c2_ep5_batch4_2ctx_cross_datasets
-SHOTS=16
-
-DIR=${OUTPUT}/${DATASET}/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}
-if grep -qs "^Elapsed:" "${DIR}"/log.txt*; then  # a finished run
-    echo "Results are available in ${DIR}. Skip this job"
-    exit 0
-fi
-if [ -d "$DIR" ]; then
-    echo "Resuming the run in ${DIR}"
-else
-    echo "Run this job and save the output to ${DIR}"
-fi
-${PYTHON} train.py \
-    --root ${DATA} \
-    --seed ${SEED} \
-    --trainer ${TRAINER} \
-    --dataset-config-file configs/datasets/${DATASET}.yaml \
-    --config-file configs/trainers/${TRAINER}/${CFG}.yaml \
-    --output-dir ${DIR} \
-    DATASET.NUM_SHOTS ${SHOTS} \
-    "${WEIGHTS[@]}" "$@"
+source "$(dirname "$0")/../lib/launch.sh"
+TRAINER=MaPLe CFG=${CFG:-vit_b16_c2_ep5_batch4_2ctx_cross_datasets}
+xd_train "$@"

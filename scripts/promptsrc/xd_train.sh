@@ -3,34 +3,12 @@
 # the paper), 16 shots, all classes, 20 epochs, prompt depth 3.
 # usage: bash scripts/promptsrc/xd_train.sh DATASET SEED [KEY VALUE ...]
 #   e.g. bash scripts/promptsrc/xd_train.sh imagenet 1
-# Datasets are read from $DATA (default ./data). An existing output folder is skipped.
+#   CFG  configs/trainers/PromptSRC/<CFG>.yaml or a YAML path (default
+#        vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets; the release's xd scripts name a
+#        ..._ep5_... config it does not ship)
+# Output: <OUTPUT>/<DATASET>/PromptSRC/<CFG>_16shots/seed<SEED>
+# DATA, OUTPUT, CLIP_WEIGHTS, PYTHON, OVERWRITE, LOADEP and the trailing overrides: scripts/lib/launch.sh.
 set -e
-cd "$(dirname "$0")/../.."
-
-DATA=${DATA:-./data}
-TRAINER=PromptSRC
-
-DATASET=$1
-SEED=$2
-
-# The release's xd_train.sh / xd_test.sh name vit_b16_c2_ep5_batch4_4+4ctx_cross_datasets, a
-# config it does not ship (they fail as released); its reproduce_xd.sh and its only cross-dataset
-# config use this name.
-CFG=vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets
-SHOTS=16
-
-DIR=output/${DATASET}/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}
-if [ -d "$DIR" ]; then
-    echo "Results are available in ${DIR}. Skip this job"
-else
-    echo "Run this job and save the output to ${DIR}"
-    python train.py \
-    --root ${DATA} \
-    --seed ${SEED} \
-    --trainer ${TRAINER} \
-    --dataset-config-file configs/datasets/${DATASET}.yaml \
-    --config-file configs/trainers/${TRAINER}/${CFG}.yaml \
-    --output-dir ${DIR} \
-    DATASET.NUM_SHOTS ${SHOTS} \
-    "${@:3}"
-fi
+source "$(dirname "$0")/../lib/launch.sh"
+TRAINER=PromptSRC CFG=${CFG:-vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets}
+xd_train "$@"

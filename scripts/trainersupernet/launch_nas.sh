@@ -1,28 +1,16 @@
 #!/bin/bash
-# DPL search stage (TrainerSupernet), as in the official release.
+# DPL search stage (TrainerSupernet), with the release's arguments.
 # usage: bash scripts/trainersupernet/launch_nas.sh DATASET OUTPUT_DIR SEED SHOTS [KEY VALUE ...]
 #   e.g. bash scripts/trainersupernet/launch_nas.sh Caltech101 output/search/caltech101 1 16
-#   DATASET  a configs/datasets/<name>.yaml stem or a registered name; "A,B" searches several at once
-# Datasets from $DATA (default ./data); CLIP weights from $CLIP_WEIGHTS when set (MODEL.BACKBONE.PATH).
-# A finished run is never overwritten; an unfinished one resumes from its last epoch.
+#   DATASET     a stem of configs/datasets/, a registered name (any case), a dataset YAML, or "A,B"
+#               to search several datasets at once
+#   SEARCH_CFG  configs/trainers/TrainerSupernet/<SEARCH_CFG>.yaml, or a path to a YAML (default fewshot)
+# DATA, OUTPUT, CLIP_WEIGHTS, PYTHON, OVERWRITE and the trailing overrides: scripts/lib/launch.sh.
 set -e
-source "$(dirname "$0")/../dpl/common.sh"
-if [ $# -lt 4 ]; then
-    sed -n '3,8p' "$0"; exit 2
-fi
-DATASET=$1; DIR=$2; SEED=$3; SHOTS=$4; shift 4
-
-if is_finished "$DIR"; then
-    echo "Search in ${DIR} is finished; not overwriting it (delete the folder to search again)."
-    exit 0
-fi
-YAML=$(dataset_yaml "$DATASET")
-$PYTHON train.py \
-    --root "$DATA" \
-    --seed "$SEED" \
-    --trainer TrainerSupernet \
-    --dataset-config-file "$YAML" \
-    --config-file configs/trainers/TrainerSupernet/${SEARCH_CFG}.yaml \
-    --output-dir "$DIR" \
-    DATASET.NUM_SHOTS "$SHOTS" \
-    $(dataset_opts "$DATASET") $(backbone_opts) "$@"
+source "$(dirname "$0")/../lib/launch.sh"
+usage_unless 4 "$@"
+TRAINER=TrainerSupernet CFG=${SEARCH_CFG:-fewshot}
+use_dataset "$1"; use_config
+DIR=$(abspath "$2"); SEED=$3; NUM_SHOTS=$4; shift 4
+take_overrides "$@"
+train_py "$DIR" "$SEED" -- DATASET.NUM_SHOTS "$NUM_SHOTS"

@@ -1,29 +1,18 @@
 #!/bin/bash
-# VPT: evaluate released (or any) base-to-new weights on the base and the new classes.
+# VPT-deep: evaluate released (or any) base-to-new weights on the base and the new classes.
 # usage: bash scripts/vpt/reproduce_vpt.sh DATASET SEED WEIGHTSPATH [KEY VALUE ...]
-#   WEIGHTSPATH/base2new/train_base/<dataset>/shots_16/VPT/vit_b16_c2_ep5_batch4_4/seed<SEED>/<folder>/model.pth.tar-5,
-#   the releases' layout (a whole-model checkpoint loads: its prompts are taken, docs/baselines.md).
+#   WEIGHTSPATH  holds base2new/train_base/<DATASET>/shots_16/VPT/<CFG>/seed<SEED>/<folder>/model.pth.tar-5,
+#                the releases' layout (a whole-model checkpoint loads: its prompts are taken, docs/baselines.md)
+#   CFG  configs/trainers/VPT/<CFG>.yaml or a YAML path (default vit_b16_c2_ep5_batch4_4)
+# Output: <OUTPUT>/reproduce/test_{base,new}/<DATASET>/shots_16/VPT/<CFG>/seed<SEED>
+# DATA, OUTPUT, CLIP_WEIGHTS, PYTHON, OVERWRITE, LOADEP and the trailing overrides: scripts/lib/launch.sh.
 set -e
-cd "$(dirname "$0")/../.."
-
-DATA=${DATA:-./data}
-PYTHON=${PYTHON:-python}
-OUTPUT=${OUTPUT:-output}  # the folder of every run
-WEIGHTS=()  # $CLIP_WEIGHTS: local CLIP weights (no download)
-if [ -n "${CLIP_WEIGHTS:-}" ]; then WEIGHTS=(MODEL.BACKBONE.PATH "$CLIP_WEIGHTS"); fi
-TRAINER=VPT
-DATASET=$1
-SEED=$2
-WEIGHTSPATH=$3
-shift 3
-CFG=vit_b16_c2_ep5_batch4_4
-SHOTS=16
-LOADEP=${LOADEP:-5}
-
-COMMON_DIR=${DATASET}/shots_${SHOTS}/${TRAINER}/${CFG}/seed${SEED}
+source "$(dirname "$0")/../lib/launch.sh"
+TRAINER=VPT CFG=${CFG:-vit_b16_c2_ep5_batch4_4}
+usage_unless 3 "$@"
+use_dataset "$1"; use_config; SEED=$2; WEIGHTS=$(abspath "$3"); shift 3; take_overrides "$@"
+COMMON=$DATASET_TAG/shots_$SHOTS/$TRAINER/$CONFIG_TAG/seed$SEED
 for SUB in base new; do
-    $PYTHON train.py --root ${DATA} --seed ${SEED} --trainer ${TRAINER} \
-    --dataset-config-file configs/datasets/${DATASET}.yaml --config-file configs/trainers/${TRAINER}/${CFG}.yaml \
-    --output-dir ${OUTPUT}/reproduce/test_${SUB}/${COMMON_DIR} --model-dir ${WEIGHTSPATH}/base2new/train_base/${COMMON_DIR} \
-    --load-epoch ${LOADEP} --eval-only DATASET.NUM_SHOTS ${SHOTS} DATASET.SUBSAMPLE_CLASSES ${SUB} "${WEIGHTS[@]}" "$@"
+    evaluate "$OUTPUT/reproduce/test_$SUB/$COMMON" "$WEIGHTS/base2new/train_base/$COMMON" "$SEED" \
+        DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES "$SUB"
 done
