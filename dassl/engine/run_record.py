@@ -53,6 +53,10 @@ NOT_COMPARED = {
 }
 
 
+# Compared as "CLIP weights" (the file's SHA256, or the official name's published one), not as values.
+WEIGHTS_KEYS = ("MODEL.BACKBONE.NAME", "MODEL.BACKBONE.PATH")
+
+
 # ---------------------------------------------------------------------------- files
 def _write_json(path, obj):
     """Through a temporary file in the same folder, then renamed: never half a file."""
@@ -192,7 +196,7 @@ def _compared(settings):
     """{name: comparable value} of a settings record: what decides that two runs are the same."""
     inputs = settings.get("inputs") or {}
     values = {key: value for key, value in flatten(settings.get("config") or {}).items()
-              if key not in NOT_COMPARED and key not in inputs}
+              if key not in NOT_COMPARED and key not in inputs and key not in WEIGHTS_KEYS}
     for key, identity in inputs.items():
         values[key] = identity and identity.get("sha256")
     weights = settings.get("weights") or {}
