@@ -141,7 +141,7 @@ def test_unreadable_image_names_its_path(tmp_path, tiny_clip, workers):
     for image in image_dir.rglob("*.png"):
         image.write_bytes(b"not a png")
     result = toy_run(tmp_path, tmp_path / "data", tiny_clip, "CoOp", "DATALOADER.NUM_WORKERS", workers,
-                     flags=["--eval-only"])
+                     flags=["--eval-only", "--allow-untrained"])
     assert_user_error(result, f'Cannot read image "{image_dir}', ".png", "delete or replace it")
 
 
@@ -154,11 +154,14 @@ def test_checkpoint_that_does_not_fit_or_is_missing(tmp_path, toy_root, tiny_cli
     checkpoint = model_dir / "prompt_learner" / "model-best.pth.tar"
     torch.save({"state_dict": {"ctx": torch.zeros(3, 7)}, "epoch": 1}, checkpoint)
     result = toy_run(tmp_path, toy_root, tiny_clip, "CoOp", flags=["--eval-only", "--model-dir", model_dir])
-    assert_user_error(result, f'Checkpoint "{checkpoint}" does not fit prompt_learner', "same trainer")
+    assert_user_error(result, f'Checkpoint "{checkpoint}" does not fit prompt_learner', "trained with CoOp",
+                      "TRAINER.COOP.N_CTX, TRAINER.COOP.CSC, TRAINER.COOP.CTX_INIT")
 
     result = toy_run(tmp_path, toy_root, tiny_clip, "CoOp",
-                     flags=["--eval-only", "--model-dir", model_dir, "--load-epoch", "3"])
-    assert_user_error(result, f'No checkpoint at "{model_dir / "prompt_learner" / "model.pth.tar-3"}"')
+                     flags=["--eval-only", "--model-dir", model_dir, "--load-epoch", "3", "--overwrite"])
+    assert_user_error(result, f'No checkpoint at "{model_dir / "prompt_learner" / "model.pth.tar-3"}"',
+                      f"checkpoints in {model_dir / 'prompt_learner'}: model-best.pth.tar")
+    assert "error: No checkpoint at" in (tmp_path / "out" / "log.txt").read_text()  # the error is in the log too
 
 
 def test_training_a_zero_shot_model_says_to_use_eval_only(tmp_path, toy_root, tiny_clip):

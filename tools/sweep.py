@@ -7,18 +7,28 @@
 Run it from the repository root (commands use the relative paths of the spec). For every
 (dataset, shots, seed) the stages run as a chain: search -> train (one job per train config)
 -> test (base-to-new only). The train stage gets TRAINER.TRAINERSUBNET.PROMPT_CONFIG
-<search output>/searched_config.json. Finished runs are skipped, unfinished ones are started again
-with the same command (the engine resumes from its output folder), a failing job does not stop
-the others, and the jobs that needed it are reported as skipped. Nothing is ever deleted; each
-job's stdout and stderr are appended to <output>/sweep_output.txt. With --slurm every job is a SLURM
-job submitted through submitit (settings: the spec's ``slurm:`` section and the command line),
-submitted once the job it needs has succeeded, so the same rules and the same report hold.
+<search output>/searched_config.json. A run whose folder holds the engine's completion record
+(run_complete.json) written for the same command is skipped; every other job runs train.py, which
+itself skips a finished run of the same settings, resumes an unfinished one and refuses one of other
+settings (dassl/engine/run_record.py). A failing job does not stop the others, and the jobs that
+needed it are reported as skipped. Nothing is ever deleted; each job's stdout and stderr are appended
+to <output>/sweep_output.txt. ``data_root`` and ``clip_weights`` of the spec may name environment
+variables (``${DATA:-data}``, ``${CLIP_WEIGHTS:-}``, the shipped specs' values). Each job runs in a
+process group of its own: SIGTERM or Ctrl-C (SIGINT) to the sweep is passed on to the running jobs,
+and the sweep exits with one line (status 130 for Ctrl-C, 143 for SIGTERM) once they have ended.
+With --slurm every job is a SLURM job submitted through submitit (settings: the spec's ``slurm:``
+section and the command line), submitted once the job it needs has succeeded, so the same rules and
+the same report hold.
 """
 import argparse
+import json
 import os
+import re
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -26,13 +36,16 @@ from typing import List, Optional
 
 import yaml
 
-from tools.parse_results import result_of_log
+from dassl.engine import run_record
 
 PROMPT_CONFIG_KEY = "TRAINER.TRAINERSUBNET.PROMPT_CONFIG"
 PROTOCOLS = ("fewshot", "base2new")
 JOB_LOG = "sweep_output.txt"
 SPEC_KEYS = {"data_root", "output_root", "protocol", "datasets", "seeds", "shots", "stages", "opts", "python",
-             "train_script", "slurm"}
+             "train_script", "slurm", "clip_weights"}
+CLIP_WEIGHTS_KEY = "MODEL.BACKBONE.PATH"
+ENV_REF = re.compile(r"\$(?:\{(\w+)(?::-([^}]*))?\}|(\w+))")  # $VAR, ${VAR}, ${VAR:-default}
+STOP_GRACE_S = 30  # seconds the jobs get to end after the sweep passed them its signal; then SIGKILL
 STAGE_KEYS = {"trainer", "config", "configs", "opts", "load_epoch"}
 # The spec's slurm: section -> submitit's update_parameters() names (generic ones, or slurm_* for sbatch
 # options); log_folder is the executor's folder. The only place the two vocabularies meet.
@@ -89,6 +102,21 @@ def _opts(value, where):
                      f"found {value!r}.")
 
 
+def expand_env(value, where):
+    """``value`` with $VAR, ${VAR} and ${VAR:-default} replaced from the environment; an unset variable
+    without a default is an error naming it."""
+    def replace(match):
+        name = match.group(1) or match.group(3)
+        if name in os.environ:
+            return os.environ[name]
+        if match.group(2) is not None:
+            return match.group(2)
+        raise ValueError(f"{where} is {value!r}, but the environment variable {name} is not set: export {name}=... "
+                         f"or give a default (${{{name}:-...}}).")
+
+    return ENV_REF.sub(replace, str(value))
+
+
 def check_spec(spec, source="sweep spec"):
     """Fill defaults and check the spec; errors name the key and the expected form."""
     if not isinstance(spec, dict):
@@ -96,11 +124,17 @@ def check_spec(spec, source="sweep spec"):
     unknown = set(spec) - SPEC_KEYS
     if unknown:
         raise ValueError(f"{source}: unknown keys {sorted(unknown)}; allowed: {sorted(SPEC_KEYS)}.")
+    spec = dict(spec)
+    if spec.get("data_root") in (None, "") and os.environ.get("DATA"):
+        spec["data_root"] = "${DATA}"  # the launchers' variable
     for key in ("data_root", "datasets", "seeds", "shots", "stages"):
         if spec.get(key) in (None, [], {}):
-            raise ValueError(f"{source}: '{key}' is required (see docs/tools.md for an example spec).")
-    spec = dict(spec)
+            hint = " (or set the environment variable DATA)" if key == "data_root" else ""
+            raise ValueError(f"{source}: '{key}' is required{hint} (see docs/tools.md for an example spec).")
+    spec["data_root"] = expand_env(spec["data_root"], f"{source}: data_root")
+    spec["clip_weights"] = expand_env(spec.get("clip_weights", "${CLIP_WEIGHTS:-}") or "", f"{source}: clip_weights")
     spec.setdefault("output_root", "output")
+    spec["output_root"] = expand_env(spec["output_root"], f"{source}: output_root")
     spec.setdefault("protocol", "fewshot")
     spec.setdefault("python", sys.executable)
     spec.setdefault("train_script", "train.py")
@@ -217,6 +251,8 @@ def job_command(spec, stage, dataset, shots, seed, trainer, config, out_dir, sta
     command += ["DATASET.NUM_SHOTS", str(shots)]
     if spec["protocol"] == "base2new":
         command += ["DATASET.SUBSAMPLE_CLASSES", "new" if stage == "test" else "base"]
+    if spec.get("clip_weights"):
+        command += [CLIP_WEIGHTS_KEY, spec["clip_weights"]]
     command += list(spec["opts"]) + list(stage_opts)
     if prompt_config is not None:
         command += [PROMPT_CONFIG_KEY, prompt_config]
@@ -258,40 +294,107 @@ def build_jobs(spec):
 
 
 # ---------------------------------------------------------------------------- state on disk
-def _logs(folder):
-    if not os.path.isdir(folder):
-        return []
-    names = sorted(n for n in os.listdir(folder) if n == "log.txt" or n.startswith("log.txt-"))
-    texts = []
-    for name in names:
-        with open(os.path.join(folder, name), errors="replace") as f:
-            texts.append(f.read())
-    return texts
+def recorded_command(job):
+    """The train.py arguments the run in the job's folder recorded (run_settings.json), or None."""
+    try:
+        settings = run_record.read_settings(job.output_dir)
+    except ValueError:  # unreadable: train.py will say so
+        return None
+    return (settings or {}).get("command")
 
 
 def is_finished(job):
-    """Training: some log of the run reached Dassl's final 'Elapsed:' line. Eval-only: a result."""
-    for text in _logs(job.output_dir):
-        if job.eval_only and result_of_log(text)[0] is not None:
-            return True
-        if not job.eval_only and "\nElapsed:" in "\n" + text:
-            return True
-    return False
+    """The engine's completion record is there, written for this job's command: nothing to run.
+    (Finished with another command: train.py decides, skipping the same settings, refusing others.)"""
+    return run_record.is_finished(job.output_dir) and recorded_command(job) == job.command[2:]
 
 
 def job_state(job):
     if is_finished(job):
         return "finished"
-    return "resume" if _logs(job.output_dir) else "new"
+    if run_record.is_finished(job.output_dir):
+        return "finished with another command (train.py compares the settings)"
+    return "resume" if run_record.holds_a_run(job.output_dir) else "new"
 
 
 # ---------------------------------------------------------------------------- running
+class SweepInterrupted(Exception):
+    """SIGINT or SIGTERM reached the sweep."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_children = set()  # the running jobs' processes (each the leader of its own process group)
+_children_lock = threading.Lock()
+_stopping = threading.Event()
+
+
 def run_command(command, env, log_path):
-    """Default runner: the command in a subprocess, stdout and stderr appended to log_path."""
+    """Default runner: the command in a subprocess of its own process group (so a signal to the
+    sweep reaches it only through ``stop_children``), stdout and stderr appended to log_path."""
     with open(log_path, "a") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(command)}\n")
         log.flush()
-        return subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        with _children_lock:
+            if _stopping.is_set():
+                return 128 + signal.SIGTERM
+            child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            _children.add(child)
+        try:
+            return child.wait()
+        finally:
+            with _children_lock:
+                _children.discard(child)
+
+
+def _signal_group(child, signum):
+    try:
+        os.killpg(child.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass  # already ended
+
+
+def stop_children(signum=signal.SIGTERM, grace_s=STOP_GRACE_S):
+    """Pass ``signum`` to every running job's process group; SIGKILL those still there after grace_s."""
+    _stopping.set()
+    with _children_lock:
+        running = list(_children)
+    for child in running:
+        _signal_group(child, signum)
+    deadline = time.time() + grace_s
+    for child in running:
+        try:
+            child.wait(timeout=max(0.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            _signal_group(child, signal.SIGKILL)
+            child.wait()
+    return len(running)
+
+
+class forwarded_signals:
+    """While active, SIGINT and SIGTERM raise SweepInterrupted in the main thread (no traceback, no
+    orphaned jobs: the caller stops the children). A no-op outside the main thread."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self):
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._raise)
+        _stopping.clear()
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise SweepInterrupted(signum)
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        return False
 
 
 def _run_one(job, gpu, runner):
@@ -374,11 +477,18 @@ def run_jobs(jobs, runner=run_command, gpus=None, echo=print):
     runner(command, env, log_path) -> exit code. Returns a SweepResult.
     """
     slots = list(gpus) if gpus else [None]
-    with ThreadPoolExecutor(max_workers=len(slots)) as pool:
-        def start(job, gpu):
-            return pool.submit(_run_one, job, gpu, runner), (f" on GPU {gpu}" if gpu is not None else "")
+    pool = ThreadPoolExecutor(max_workers=len(slots))
 
+    def start(job, gpu):
+        return pool.submit(_run_one, job, gpu, runner), (f" on GPU {gpu}" if gpu is not None else "")
+
+    try:
         return _schedule(jobs, start, slots, lambda futures: wait(futures, return_when=FIRST_COMPLETED)[0], echo)
+    except SweepInterrupted as stop:
+        stop_children(stop.signum)  # before the pool waits for its threads: they wait for the jobs
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 # ---------------------------------------------------------------------------- SLURM (submitit)
@@ -487,7 +597,7 @@ def run_slurm_jobs(jobs, settings, cluster="slurm", poll_s=SLURM_POLL_S, echo=pr
     try:
         slots = [None] * len(jobs)  # no limit of our own: SLURM queues what it cannot run yet
         return _schedule(jobs, start, slots, lambda handles: _poll(handles, poll_s), echo)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SweepInterrupted):
         left = [s.job.job_id for s in submitted if not s.done()]
         echo(f"Interrupted. Submitted jobs keep running: {' '.join(left) or 'none'}. Wait for them (or scancel "
              f"them) before starting the sweep again, or those runs would be started twice.")
@@ -548,11 +658,17 @@ def main(argv=None, runner=run_command, cluster="slurm", poll_s=SLURM_POLL_S):
     if args.dry_run:
         dry_run(jobs, settings=settings)
         return 0
-    if settings is not None:
-        result = run_slurm_jobs(jobs, settings, cluster=cluster, poll_s=poll_s)
-    else:
-        gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
-        result = run_jobs(jobs, runner=runner, gpus=gpus)
+    try:
+        with forwarded_signals():
+            if settings is not None:
+                result = run_slurm_jobs(jobs, settings, cluster=cluster, poll_s=poll_s)
+            else:
+                gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
+                result = run_jobs(jobs, runner=runner, gpus=gpus)
+    except SweepInterrupted as stop:
+        what = "the submitted SLURM jobs keep running" if settings is not None else "its running jobs were stopped"
+        print(f"Sweep interrupted ({stop}): {what}; run it again to resume the unfinished runs.", file=sys.stderr)
+        return 128 + stop.signum
     print(report(jobs, result))
     return 0 if result.ok else 1
 

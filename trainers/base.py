@@ -18,9 +18,13 @@ A method sets the class attributes and writes ``build_custom_clip``:
     MODEL_NAME = "prompt_learner"        # checkpoint folder of the prompt learner
     PRECISIONS = ("fp16", "fp32", "amp", "bf16")
 """
+import json
+import os
+import re
+
 import torch
 
-from dassl.engine import TrainerX
+from dassl.engine import TrainerX, run_record
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import ConfigError, load_pretrained_weights, plural
@@ -62,6 +66,9 @@ class PromptTrainer(TrainerX):
     MODEL_NAME = "prompt_learner"
     PRECISIONS = PRECISIONS
     TRAINS = True  # False: nothing is learned (zero-shot), nothing is registered or checkpointed
+    # Keys of the method's section that decide the shapes of its checkpointed tensors (named when a
+    # checkpoint does not fit); None: those whose name says so (N_CTX*, CSC, *DEPTH*).
+    SHAPE_KEYS = None
 
     # ------------------------------------------------------------------ config
     def options(self, cfg=None):
@@ -273,3 +280,30 @@ class PromptTrainer(TrainerX):
         if not self.TRAINS:
             return
         load_prompt_learners(self, directory, epoch)
+
+    def shape_keys(self):
+        """Dotted config keys that shape the checkpointed tensors: the backbone's and the method's."""
+        section = self.options()
+        names = self.SHAPE_KEYS
+        if names is None:
+            names = [key for key in section if re.search(r"N_CTX|CSC|DEPTH", key)]
+        return ["MODEL.BACKBONE.NAME", "MODEL.BACKBONE.PATH"] + [f"TRAINER.{self.CONFIG_SECTION}.{key}"
+                                                                 for key in names if key in section]
+
+    def checkpoint_hint(self, directory):
+        """What to check when a checkpoint of ``directory`` does not fit: this trainer's shape keys, with
+        the values the training recorded (its run_settings.json) where they differ from this run's."""
+        recorded = (run_record.read_settings(directory) or {}).get("config") if os.path.isdir(directory) else None
+        flat = run_record.flatten(recorded) if recorded else {}
+        differ = []
+        for key in self.shape_keys():
+            node = self.cfg
+            for part in key.split("."):
+                node = node.get(part, "")
+            if key in flat and json.dumps(flat[key]) != json.dumps(json.loads(json.dumps(node))):
+                differ.append(f"{key} {flat[key]!r} there, {node!r} here")
+        hint = (f"Was it trained with {self.cfg.TRAINER.NAME} and the same settings of "
+                f"{', '.join(self.shape_keys())}?")
+        if differ:
+            hint += f" Its run_settings.json differs: {'; '.join(differ)}."
+        return hint

@@ -76,6 +76,7 @@ class CoCoOp(PromptTrainer):
     """Conditional Context Optimization, https://arxiv.org/abs/2203.05557."""
 
     CONFIG_SECTION = "COCOOP"
+    SHAPE_KEYS = ("N_CTX", "CTX_INIT")  # with CTX_INIT its token count is the context length
 
     def build_custom_clip(self, cfg, classnames, clip_model):
         return CustomCLIP(cfg, classnames, clip_model)

@@ -377,10 +377,12 @@ def load_prompt_learners(trainer, directory, epoch=None, drop_keys=CLASS_BUFFERS
             from_whole_model[name] = mapper
             continue
         if not osp.exists(model_path):
+            from dassl.engine.trainer import checkpoints_present
+
             raise MissingFileError(
                 f'No checkpoint at "{model_path}". Expected --model-dir to be a training '
                 f"output folder containing {name}/{model_file}; check --model-dir and "
-                "--load-epoch (omit --load-epoch to load model-best.pth.tar)."
+                f"--load-epoch; {checkpoints_present(osp.join(directory, name))}"
             )
         checkpoint = load_checkpoint(model_path)
         state_dict = checkpoint["state_dict"]
@@ -389,8 +391,8 @@ def load_prompt_learners(trainer, directory, epoch=None, drop_keys=CLASS_BUFFERS
             state_dict = whole_model_prompts(state_dict, trainer.model, model_path)
         state_dict = {k: v for k, v in state_dict.items() if k not in drop_keys and (keep is None or keep(k))}
         print(f'Loading weights to {name} from "{model_path}" (epoch = {checkpoint["epoch"]})')
-        hint = ("Was it trained with the same trainer, backbone and prompt settings "
-                "(e.g. N_CTX, CSC)?")
+        hint = trainer.checkpoint_hint(directory) if hasattr(trainer, "checkpoint_hint") else (
+            "Was it trained with the same trainer, backbone and prompt settings?")
         try:
             missing, unexpected = trainer._models[name].load_state_dict(state_dict, strict=False)
         except RuntimeError as error:  # tensor shapes differ

@@ -88,6 +88,7 @@ class CoOp(PromptTrainer):
     """Context Optimization, https://arxiv.org/abs/2109.01134."""
 
     CONFIG_SECTION = "COOP"
+    SHAPE_KEYS = ("N_CTX", "CSC", "CTX_INIT")  # with CTX_INIT its token count is the context length
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)

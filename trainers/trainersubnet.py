@@ -3,9 +3,12 @@
 The prompt length of every block of both encoders comes from the two alpha files of the search
 (row-wise argmax), from a ``searched_config.json``, or from a hand-written JSON of the same form
 (trainers/prompt_config.py). Blocks with 0 tokens are plain CLIP blocks. CLIP stays frozen; the
-prompts start from N(0, INIT_STD^2). Optional knowledge distillation from zero-shot CLIP
+prompts start from N(0, INIT_STD^2). The configuration used is written to the output folder as
+``prompt_config.json``: ``--eval-only --model-dir <that folder>`` reads it without any option. Optional knowledge distillation from zero-shot CLIP
 (``KD_WEIGHT`` > 0): the teacher reuses the frozen encoders, run without prompts.
 """
+
+import os
 
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils import ConfigError
@@ -13,6 +16,7 @@ from dassl.utils import ConfigError
 from datasets.templates import IMAGENET_TEMPLATES, template_for
 from trainers import prompt_config
 from trainers.base import PromptTrainer, check_choice
+from trainers.common import is_main_process
 from trainers.deep_prompts import MODEL_NAME as RELEASE_MODEL_NAME, branch_shapes, fixed_prompts, subnet_prompts
 from trainers.heads import DistillationHead
 from trainers.model import PromptedCLIP, PromptProvider
@@ -35,6 +39,13 @@ OPTIONS = {
         "TEXT_CHUNK_SIZE": (0, "> 0: classes per text chunk, with activation checkpointing (memory)"),
     },
 }
+
+
+# Input files, recorded by their SHA256 in run_settings.json (train.py).
+INPUT_FILE_KEYS = ("TRAINER.TRAINERSUBNET.IMG_ALPHA_PATH", "TRAINER.TRAINERSUBNET.TXT_ALPHA_PATH",
+                   "TRAINER.TRAINERSUBNET.PROMPT_CONFIG")
+# The configuration a run trained, in its output folder (read back by --eval-only --model-dir).
+RUN_PROMPT_CONFIG = "prompt_config.json"
 
 
 def searched_prompt_lengths(cfg, clip_model):
@@ -119,6 +130,17 @@ class TrainerSubnet(PromptTrainer):
     CONFIG_SECTION = "TRAINERSUBNET"
     MODEL_NAME = RELEASE_MODEL_NAME  # the release's checkpoint folder name
     PRECISIONS = SUBNET_PRECISIONS
+    SHAPE_KEYS = ("PROMPT_CONFIG", "IMG_ALPHA_PATH", "TXT_ALPHA_PATH")  # the prompt length of every block
+
+    @classmethod
+    def model_dir_overrides(cls, cfg, model_dir):
+        """--eval-only --model-dir of a subnet run without a prompt configuration of its own: the one that
+        run recorded (its prompt_config.json)."""
+        opts = cfg.TRAINER.TRAINERSUBNET
+        recorded = os.path.join(model_dir, RUN_PROMPT_CONFIG)
+        if opts.PROMPT_CONFIG or opts.IMG_ALPHA_PATH or opts.TXT_ALPHA_PATH or not os.path.isfile(recorded):
+            return []
+        return ["TRAINER.TRAINERSUBNET.PROMPT_CONFIG", recorded]
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
@@ -136,4 +158,7 @@ class TrainerSubnet(PromptTrainer):
             print(f"Prompt configuration, {line}")
         if not any(lengths["image"]) and not any(lengths["text"]):
             raise ConfigError("The prompt configuration has 0 tokens in every block: nothing to train.")
+        if is_main_process():
+            config = {"format": prompt_config.CONFIG_FORMAT, **{b: {"prompt_lengths": lengths[b]} for b in lengths}}
+            prompt_config.write_json(os.path.join(cfg.OUTPUT_DIR, RUN_PROMPT_CONFIG), config)
         return CustomCLIP(cfg, classnames, clip_model, lengths)

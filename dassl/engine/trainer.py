@@ -23,6 +23,7 @@ from dassl.evaluation import build_evaluator
 from dassl.evaluation.predictions import PredictionCollector, predictions_path
 from dassl.modeling import build_backbone, build_head
 from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.engine import run_record
 from dassl.utils import (
     AverageMeter,
     MetricMeter,
@@ -32,9 +33,12 @@ from dassl.utils import (
     get_local_rank,
     get_rng_state,
     get_world_size,
+    list_checkpoints,
+    remove_superseded_checkpoints,
     init_distributed_from_env,
     is_main_process,
     load_checkpoint,
+    MissingFileError,
     load_pretrained_weights,
     mkdir_if_missing,
     resume_from_checkpoint,
@@ -43,6 +47,15 @@ from dassl.utils import (
 )
 
 __all__ = ["SimpleNet", "TrainerBase", "SimpleTrainer", "TrainerX", "TrainerXU"]
+
+
+def checkpoints_present(folder):
+    """A sentence naming the checkpoint files in ``folder`` (for errors about a missing one)."""
+    present = list_checkpoints(folder)
+    if not present:
+        return "{} holds no checkpoint (model.pth.tar-<epoch>, model-best.pth.tar).".format(folder)
+    return "checkpoints in {}: {} (--load-epoch <epoch>; without it model-best.pth.tar).".format(
+        folder, ", ".join(present))
 
 
 class SimpleNet(nn.Module):
@@ -149,6 +162,21 @@ class TrainerBase:
                 )
         barrier()
 
+    def kept_checkpoint_epoch(self, epoch):
+        """Whether ``model.pth.tar-<epoch>`` stays once a later epoch is saved: the final epoch and every
+        TRAIN.CHECKPOINT_FREQ-th; the others only let a killed run resume and are deleted when superseded.
+        (model-best.pth.tar is a file of its own and always stays.)"""
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
+        return epoch == self.max_epoch or (freq > 0 and epoch % freq == 0)
+
+    def save_epoch_checkpoint(self):
+        """Every epoch: the learnable tensors and the state to resume (small), then the epoch files
+        that are not kept deleted, once the pointer names the new one."""
+        self.save_model(self.epoch, self.output_dir)
+        if is_main_process():
+            for name in self.get_model_names():
+                remove_superseded_checkpoints(osp.join(self.output_dir, name), self.kept_checkpoint_epoch)
+
     def resume_model_if_exist(self, directory):
         """Resume every registered model from ``directory/<name>/checkpoint``; return the epoch to start at."""
         names = self.get_model_names()
@@ -170,6 +198,16 @@ class TrainerBase:
                 self.restore_checkpoint_extras(name, load_checkpoint(path), path)
         return start_epoch
 
+    def recorded_best_result(self, directory):
+        """On resume, the validation result of the saved model-best.pth.tar (-inf without one), so a
+        resumed best_val run keeps the model an uninterrupted one would."""
+        names = self.get_model_names()
+        path = osp.join(directory, names[0], "model-best.pth.tar") if names else ""
+        if not osp.isfile(path):
+            return -np.inf
+        value = load_checkpoint(path).get("val_result")
+        return -np.inf if value is None else value
+
     def checkpoint_extras(self, name):
         """More entries for the checkpoint of model ``name`` (state a trainer keeps beside its
         models: a second optimiser, gradient scalers, running averages); none by default."""
@@ -188,9 +226,9 @@ class TrainerBase:
         for name in self.get_model_names():
             model_path = osp.join(directory, name, model_file)
             if not osp.exists(model_path):
-                raise FileNotFoundError(
-                    "No model at {}. Check --model-dir and --load-epoch (files in that folder are named "
-                    "model.pth.tar-<epoch> and model-best.pth.tar).".format(model_path)
+                raise MissingFileError(
+                    "No model at {}. Check --model-dir and --load-epoch; {}".format(
+                        model_path, checkpoints_present(osp.join(directory, name)))
                 )
             checkpoint = load_checkpoint(model_path)
             val_result = checkpoint.get("val_result")
@@ -367,6 +405,8 @@ class SimpleTrainer(TrainerBase):
     def before_train(self):
         directory = self.cfg.RESUME if self.cfg.RESUME else self.cfg.OUTPUT_DIR
         self.start_epoch = self.resume_model_if_exist(directory)
+        if self.start_epoch > 0:
+            self.best_result = self.recorded_best_result(directory)
         # Tensorboard only on request (USE_WRITER, added by train.py), so plain runs need no tensorboard.
         if self.cfg.get("USE_WRITER", False):
             writer_dir = osp.join(self.output_dir, "tensorboard")
@@ -378,6 +418,7 @@ class SimpleTrainer(TrainerBase):
     def after_train(self):
         print("Finish training")
         do_test = not self.cfg.TEST.NO_TEST
+        result = None
         if do_test:
             if self.cfg.TEST.FINAL_MODEL == "best_val":
                 print("Deploy the model with the best val performance")
@@ -386,18 +427,27 @@ class SimpleTrainer(TrainerBase):
                 print("Deploy the last-epoch model")
             # The keyword only when asked: trainers overriding Dassl's test(split=None) keep working.
             if self.cfg.TEST.SAVE_PREDICTIONS:
-                self.test(save_predictions=True)
+                result = self.test(save_predictions=True)
             else:
-                self.test()
+                result = self.test()
         elapsed = round(time.time() - self.time_start)
-        print("Elapsed: {}".format(datetime.timedelta(seconds=elapsed)))
+        if is_main_process():  # once under torchrun
+            print("Elapsed: {}".format(datetime.timedelta(seconds=elapsed)))
+        self.record_completion("train", result, elapsed)
         self.close_writer()
 
+    def record_completion(self, kind, result=None, elapsed_s=None):
+        """Write <OUTPUT_DIR>/run_complete.json (rank 0): the run's only "finished" signal
+        (dassl/engine/run_record.py). ``kind``: "train" (after the final test) or "eval" (--eval-only)."""
+        if is_main_process():
+            value = float(result) if isinstance(result, (int, float)) else None
+            run_record.write_completion(
+                self.output_dir, kind, result={"split": self.cfg.TEST.SPLIT, "value": value},
+                elapsed_s=elapsed_s, epochs=self.max_epoch if kind == "train" else None)
+        barrier()
+
     def after_epoch(self):
-        last_epoch = (self.epoch + 1) == self.max_epoch
         do_test = not self.cfg.TEST.NO_TEST
-        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
-        meet_checkpoint_freq = (self.epoch + 1) % freq == 0 if freq > 0 else False
 
         if do_test and self.cfg.TEST.FINAL_MODEL == "best_val":
             curr_result = self.test(split="val")
@@ -405,8 +455,8 @@ class SimpleTrainer(TrainerBase):
                 self.best_result = curr_result
                 self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar")
 
-        if meet_checkpoint_freq or last_epoch:
-            self.save_model(self.epoch, self.output_dir)
+        # Every epoch, so that a killed run resumes from its last one; kept: see kept_checkpoint_epoch.
+        self.save_epoch_checkpoint()
 
     @torch.no_grad()
     def test(self, split=None, save_predictions=False):

@@ -25,6 +25,8 @@ from .tools import mkdir_if_missing
 __all__ = [
     "save_checkpoint",
     "load_checkpoint",
+    "list_checkpoints",
+    "remove_superseded_checkpoints",
     "resume_from_checkpoint",
     "load_pretrained_weights",
     "count_num_param",
@@ -113,6 +115,39 @@ def save_checkpoint(state, save_dir, is_best=False, remove_module_from_keys=True
         best_fpath = osp.join(osp.dirname(fpath), "model-best.pth.tar")
         _atomic_write(best_fpath, lambda tmp: shutil.copyfile(fpath, tmp))
         print('Best checkpoint saved to "{}"'.format(best_fpath))
+
+
+EPOCH_FILE_PREFIX = "model.pth.tar-"
+
+
+def _epoch_of(name):
+    """The epoch of a ``model.pth.tar-<epoch>`` file name, else None."""
+    suffix = name[len(EPOCH_FILE_PREFIX):] if name.startswith(EPOCH_FILE_PREFIX) else ""
+    return int(suffix) if suffix.isdigit() else None
+
+
+def list_checkpoints(folder):
+    """The checkpoint files of ``folder`` (one model's folder): epochs in order, then model-best.pth.tar."""
+    if not osp.isdir(folder):
+        return []
+    names = os.listdir(folder)
+    epochs = sorted((_epoch_of(n), n) for n in names if _epoch_of(n) is not None)
+    return [n for _, n in epochs] + (["model-best.pth.tar"] if "model-best.pth.tar" in names else [])
+
+
+def remove_superseded_checkpoints(folder, keep_epoch):
+    """Delete the ``model.pth.tar-<epoch>`` files of ``folder`` that are not kept.
+
+    ``keep_epoch(epoch) -> bool``; the file the ``checkpoint`` pointer names is always kept. Call it
+    after the new checkpoint and its pointer are written: a kill at any moment leaves the pointer
+    naming a complete file.
+    """
+    pointer = osp.join(folder, "checkpoint")
+    current = open(pointer).readline().strip() if osp.isfile(pointer) else None
+    for name in os.listdir(folder) if osp.isdir(folder) else ():
+        epoch = _epoch_of(name)
+        if epoch is not None and name != current and not keep_epoch(epoch):
+            os.remove(osp.join(folder, name))
 
 
 def load_checkpoint(fpath):

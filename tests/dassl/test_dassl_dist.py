@@ -154,7 +154,8 @@ def test_two_process_training_run(toy_root, tmp_path):
     ranks = [torch.load(str(tmp_path / "train{}.pt".format(r)), weights_only=True) for r in range(2)]
     assert ranks[0]["batches"] == 3  # 48 images / 2 ranks / batch 8
     assert torch.equal(ranks[0]["weight"], ranks[1]["weight"])  # averaged gradients keep replicas equal
-    assert sorted(os.listdir(out)) == [MODEL_NAME, "log.txt", "predictions_test.npz"]  # one log: rank 0 only
+    assert sorted(os.listdir(out)) == [MODEL_NAME, "log.txt", "predictions_test.npz", "run_complete.json",
+                                    "run_settings.json"]  # one log and one record: rank 0 only
     assert sorted(os.listdir(out / MODEL_NAME)) == ["checkpoint", "model.pth.tar-2"]
     log = (out / "log.txt").read_text()
     assert "* total: 28" in log.split("Finish training")[1]  # the whole test split, each image once

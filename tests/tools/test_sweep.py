@@ -1,7 +1,10 @@
 import json
 import os
 import shlex
+import signal
+import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -14,13 +17,20 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 # Stands in for train.py: records its call, fails for datasets named "broken", refuses to train a
 # subnet before its searched_config.json exists, writes a Dassl-like log (log.txt, or log.txt-<n>
-# when the folder already has one, as the engine does) and, for the search, searched_config.json.
+# when the folder already has one, as the engine does), the run records (run_settings.json with its
+# command, run_complete.json at the end) and, for the search, searched_config.json. With FAKE_PID
+# set it writes its pid there and sleeps (a long job, to be killed).
 FAKE_TRAIN = r'''
-import json, os, sys
+import json, os, sys, time
 args = sys.argv[1:]
 out = args[args.index("--output-dir") + 1]
 with open(os.environ["FAKE_CALLS"], "a") as f:
     f.write(json.dumps({"argv": args, "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}) + "\n")
+if os.environ.get("FAKE_PID"):
+    with open(os.environ["FAKE_PID"] + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(os.environ["FAKE_PID"] + ".tmp", os.environ["FAKE_PID"])
+    time.sleep(120)
 if "broken" in args[args.index("--dataset-config-file") + 1]:
     print("Traceback: the broken dataset cannot be read", file=sys.stderr)
     sys.exit(3)
@@ -29,6 +39,8 @@ if "TRAINER.TRAINERSUBNET.PROMPT_CONFIG" in args:
     if not os.path.isfile(config):
         sys.exit("prompt config missing: " + config)
 os.makedirs(out, exist_ok=True)
+with open(os.path.join(out, "run_settings.json"), "w") as f:
+    json.dump({"command": args}, f)
 log = os.path.join(out, "log.txt")
 resumed = os.path.exists(log)
 if resumed:
@@ -42,7 +54,16 @@ with open(log, "w") as f:
 if "TrainerSupernet" in args:
     with open(os.path.join(out, "searched_config.json"), "w") as f:
         json.dump({"image": {"prompt_lengths": [1]}, "text": {"prompt_lengths": [0]}}, f)
+with open(os.path.join(out, "run_complete.json"), "w") as f:
+    json.dump({"kind": "eval" if "--eval-only" in args else "train"}, f)
 '''
+
+
+@pytest.fixture(autouse=True)
+def no_launcher_variables(monkeypatch):
+    """The caller's $DATA / $CLIP_WEIGHTS would change the spec's values."""
+    monkeypatch.delenv("DATA", raising=False)
+    monkeypatch.delenv("CLIP_WEIGHTS", raising=False)
 
 
 @pytest.fixture
@@ -142,12 +163,18 @@ def test_dry_run_prints_commands_and_runs_nothing(tmp_path, fake, capsys):
     assert read_calls() == [] and not (tmp_path / "out").exists()
 
 
-def finished_and_unfinished_runs(tmp_path):
-    """A finished search of dtd seed 1 (log, searched_config.json) and an unfinished train of seed 2."""
+def finished_and_unfinished_runs(tmp_path, spec_path):
+    """A finished search of dtd seed 1 (log, run records of its command, searched_config.json) and an
+    unfinished train of seed 2 (a log, no completion record)."""
     finished_search = out_dir(tmp_path, "search", "dtd", "TrainerSupernet", "vit_b16_search", 1)
     os.makedirs(finished_search)
+    job = next(j for j in build_jobs(sweep.load_spec(spec_path)) if j.output_dir == finished_search)
     with open(os.path.join(finished_search, "log.txt"), "w") as f:
         f.write("Finish training\nElapsed: 0:10:00\n")
+    with open(os.path.join(finished_search, "run_settings.json"), "w") as f:
+        json.dump({"command": job.command[2:]}, f)
+    with open(os.path.join(finished_search, "run_complete.json"), "w") as f:
+        json.dump({"kind": "train"}, f)
     with open(os.path.join(finished_search, "searched_config.json"), "w") as f:
         f.write("{}")
     unfinished_train = out_dir(tmp_path, "fewshot", "dtd", "TrainerSubnet", "vit_b16_ep40", 2)
@@ -160,7 +187,7 @@ def finished_and_unfinished_runs(tmp_path):
 def test_sweep_skips_finished_resumes_unfinished_and_reports_failures(tmp_path, fake, capsys):
     script, read_calls = fake
     path, _ = make_spec(tmp_path, script)
-    finished_search, unfinished_train = finished_and_unfinished_runs(tmp_path)
+    finished_search, unfinished_train = finished_and_unfinished_runs(tmp_path, path)
 
     assert sweep.main([path]) == 1
     ran = called_dirs(read_calls())
@@ -185,6 +212,58 @@ def test_sweep_skips_finished_resumes_unfinished_and_reports_failures(tmp_path, 
     assert sweep.main([path]) == 1
     again = called_dirs(read_calls())[len(ran):]
     assert len(again) == 2 and all("/search/broken/" in d for d in again)
+
+
+def test_a_log_with_elapsed_is_not_a_finished_run_and_another_command_runs_train_py(tmp_path, fake):
+    """Finished = the engine's run_complete.json written for the job's command; train.py decides the rest."""
+    script, read_calls = fake
+    path, spec = make_spec(tmp_path, script, datasets=["dtd"], seeds=[1], stages={
+        "train": {"trainer": "CoOp", "config": "vit_b16"}})
+    folder = out_dir(tmp_path, "fewshot", "dtd", "CoOp", "vit_b16", 1)
+    os.makedirs(folder)
+    with open(os.path.join(folder, "log.txt"), "w") as f:
+        f.write("Finish training\nElapsed: 0:10:00\n")  # the old signal: no longer trusted
+    assert sweep.main([path]) == 0 and called_dirs(read_calls()) == [folder]
+    assert sweep.main([path]) == 0 and len(read_calls()) == 1  # now recorded as finished: skipped
+    path, _ = make_spec(tmp_path, script, **dict(spec, opts={"OPTIM.MAX_EPOCH": 4}))
+    assert sweep.main([path]) == 0 and len(read_calls()) == 2  # another command: train.py compares
+    assert read_calls()[-1]["argv"][-1] == "4"
+
+
+def test_data_and_clip_weights_come_from_the_environment(tmp_path, monkeypatch):
+    raw = make_spec(tmp_path, "train.py", datasets=["dtd"], seeds=[1])[1]
+    raw.update(data_root="${DATA}", clip_weights="${CLIP_WEIGHTS:-}")
+    with pytest.raises(ValueError, match=r"environment variable DATA is not set: export DATA="):
+        check_spec(raw)
+    monkeypatch.setenv("DATA", "/datasets")
+    command = build_jobs(check_spec(raw))[0].command
+    assert command[command.index("--root") + 1] == "/datasets" and "MODEL.BACKBONE.PATH" not in command
+    monkeypatch.setenv("CLIP_WEIGHTS", "/weights/ViT-B-16.pt")
+    command = build_jobs(check_spec(dict(raw, data_root=None)))[0].command  # no data_root: $DATA
+    assert command[command.index("--root") + 1] == "/datasets"
+    assert command[command.index("MODEL.BACKBONE.PATH") + 1] == "/weights/ViT-B-16.pt"
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_stopping_the_sweep_stops_its_running_job(tmp_path, fake, signum, status):
+    script, read_calls = fake
+    path, _ = make_spec(tmp_path, script, datasets=["dtd"], seeds=[1])
+    pid_file = tmp_path / "child.pid"
+    env = dict(os.environ, FAKE_PID=str(pid_file))
+    process = subprocess.Popen([sys.executable, "-m", "tools.sweep", path], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not pid_file.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    os.kill(child, 0)  # running
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == status, err
+    assert "Traceback" not in err and err.strip().count("\n") == 0 and "Sweep interrupted" in err
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # ended with the sweep, not orphaned
+    assert len(read_calls()) == 1  # the train job after it was never started
 
 
 def test_one_job_per_gpu(tmp_path, fake):
@@ -307,7 +386,7 @@ def test_slurm_sweep_chains_skips_finished_and_reports_failures(tmp_path, fake, 
     pytest.importorskip("submitit")
     script, read_calls = fake
     path, _ = make_spec(tmp_path, script, slurm={"time": 600, "partition": "gpu"})
-    finished_search, unfinished_train = finished_and_unfinished_runs(tmp_path)
+    finished_search, unfinished_train = finished_and_unfinished_runs(tmp_path, path)
 
     assert sweep.main([path, "--slurm", "--time", "5"], cluster="local", poll_s=0.05) == 1
     ran = called_dirs(read_calls())

@@ -273,3 +273,51 @@ def test_training_beats_zero_shot_and_eval_only_reproduces_it(dpl_data_root, dpl
         "TRAINER.TRAINERSUBNET.CTX_INIT", "default",
     ))
     assert _logged_accuracies(evaluation / "log.txt")[-1] == trained
+
+
+@pytest.mark.slow
+def test_a_killed_training_resumes_exactly_and_eval_only_finds_its_prompt_configuration(
+        dpl_data_root, dpl_clip, tmp_path, monkeypatch):
+    """Killed after its epoch-2 checkpoint, run again with the same command: it resumes and ends
+    bit-identical to an uninterrupted run. The run folder's prompt_config.json then lets --eval-only
+    --model-dir evaluate it without any prompt-configuration option."""
+    from trainers.trainersubnet import TrainerSubnet
+
+    config = write_config(tmp_path / "c.json", [2, 1], [1, 0, 2])
+    opts = ("TRAINER.TRAINERSUBNET.PROMPT_CONFIG", config, *LEARNING_OPTS)
+    full, part = tmp_path / "full", tmp_path / "part"
+    uninterrupted = learnable_state(run_train(subnet_argv(dpl_data_root, dpl_clip, full, *opts, epochs=3)))
+
+    original = TrainerSubnet.after_epoch
+
+    def killed_after_epoch_2(self):
+        original(self)
+        if self.epoch + 1 == 2:
+            raise KeyboardInterrupt("killed after the epoch-2 checkpoint")
+
+    monkeypatch.setattr(TrainerSubnet, "after_epoch", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_train(subnet_argv(dpl_data_root, dpl_clip, part, *opts, epochs=3))
+    monkeypatch.setattr(TrainerSubnet, "after_epoch", original)
+    folder = part / "MultiModalPromptLearner"
+    assert sorted(os.listdir(folder)) == ["checkpoint", "model.pth.tar-2"]  # epoch 1's was superseded
+    assert not (part / "run_complete.json").exists()
+
+    resumed = run_train(subnet_argv(dpl_data_root, dpl_clip, part, *opts, epochs=3))
+    assert resumed.start_epoch == 2
+    state = learnable_state(resumed)
+    assert state.keys() == uninterrupted.keys() and all(torch.equal(state[k], uninterrupted[k]) for k in state)
+    assert sorted(os.listdir(folder)) == ["checkpoint", "model.pth.tar-3"]
+    assert (part / "run_complete.json").exists()
+    logs = sorted(n for n in os.listdir(part) if n.startswith("log.txt"))
+    assert _logged_accuracies(part / logs[-1])[-1] == _logged_accuracies(full / "log.txt")[-1]
+
+    recorded = json.loads((part / "prompt_config.json").read_text())
+    assert recorded["image"]["prompt_lengths"] == [2, 1] and recorded["text"]["prompt_lengths"] == [1, 0, 2]
+    evaluation = tmp_path / "eval"
+    run_train(["--eval-only", "--model-dir", str(part), "--load-epoch", "3"]
+              + subnet_argv(dpl_data_root, dpl_clip, evaluation))
+    assert _logged_accuracies(evaluation / "log.txt")[-1] == _logged_accuracies(full / "log.txt")[-1]
+    with pytest.raises(FileNotFoundError, match=r"checkpoints in .*MultiModalPromptLearner: model.pth.tar-3 "):
+        run_train(["--eval-only", "--model-dir", str(part), "--load-epoch", "2"]
+                  + subnet_argv(dpl_data_root, dpl_clip, tmp_path / "eval2"))
