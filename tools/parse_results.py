@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from dassl.errors import MissingFileError, UserError  # imports nothing
+from dassl.engine.run_record import ASIDE_MARK  # standard library only
 from trainers.prompt_config import atomic_write  # numpy only
 
 ACCURACY_RE = re.compile(r"^\* accuracy: ([\d.eE+-]+)%", re.M)
@@ -291,7 +292,8 @@ def find_runs(root):
                                f"(the --output-dir folders of train.py lie below it).")
     runs = []
     for folder, subfolders, files in os.walk(root):
-        subfolders.sort()
+        # a run that train.py --overwrite put aside (<dir>.overwritten-<time>) is kept, never tabled
+        subfolders[:] = sorted(d for d in subfolders if ASIDE_MARK not in d)
         if "log.txt" in files:
             accuracy, per_dataset, problem, text = read_run_details(folder)
             fields = describe_run_path(root, folder)

@@ -120,6 +120,16 @@ def test_means_stds_and_intervals_per_group(tree):
     assert average["mean"] == pytest.approx((sum(dtd) / 3 + 82.7) / 2)
 
 
+def test_a_run_put_aside_by_overwrite_is_not_tabled(tree):
+    """train.py --overwrite renames the old run to <dir>.overwritten-<time>: kept on disk, never a row."""
+    aside = "fewshot/dtd/shots_16/TrainerSubnet/vit_b16/seed1.overwritten-20261202T101500Z"
+    write(tree, aside, "log.txt", training_log(10.0))
+    runs = find_runs(tree)
+    assert not [r for r in runs if "overwritten" in r.path]
+    dtd = [g for g in summarize(runs)["groups"] if g["dataset"] == "dtd"][0]
+    assert 10.0 not in dtd["accuracies"]
+
+
 def test_unfinished_runs_are_listed(tree):
     summary = summarize(find_runs(tree))
     paths = [u["path"] for u in summary["unfinished"]]
