@@ -337,12 +337,25 @@ def main(args):
 
     import datasets  # registers every dataset
 
+    import train
+    from dassl.engine import run_record
+
     start = time.time()
     cfg = setup_cfg(args)
+    if cfg.OUTPUT_DIR:  # the run records of train.py: the same settings skip, other settings are refused
+        settings = run_record.make_settings(cfg, train.weights_identity(cfg), {}, command=list(sys.argv))
+        action, notes = run_record.decide(cfg.OUTPUT_DIR, settings, overwrite=args.overwrite)
+        for note in notes:
+            print(note)
+        if action == "skip":
+            print(f"{cfg.OUTPUT_DIR} already finished with these settings; skipping (--overwrite runs it again)")
+            return (run_record.read_completion(cfg.OUTPUT_DIR) or {}).get("result")
     if cfg.SEED >= 0:
         print("Setting fixed seed: {}".format(cfg.SEED))
         set_random_seed(cfg.SEED)
     setup_logger(cfg.OUTPUT_DIR)
+    if cfg.OUTPUT_DIR:
+        run_record.write_settings(cfg.OUTPUT_DIR, settings)
     print("** Arguments **\n" + "\n".join(f"{k}: {v}" for k, v in sorted(vars(args).items())))
     print("** Config **\n{}".format(cfg))
     print("** System info **\n{}\n".format(collect_env_info()))
@@ -381,7 +394,10 @@ def main(args):
     if cfg.OUTPUT_DIR:
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
         _write_text(osp.join(cfg.OUTPUT_DIR, "linear_probe.json"), json.dumps(summary, indent=2) + "\n")
-    print("Elapsed: {}".format(datetime.timedelta(seconds=round(time.time() - start))))
+    elapsed = time.time() - start
+    print("Elapsed: {}".format(datetime.timedelta(seconds=round(elapsed))))
+    if cfg.OUTPUT_DIR:
+        run_record.write_completion(cfg.OUTPUT_DIR, "train", result=summary, elapsed_s=round(elapsed, 1))
     return summary
 
 
@@ -395,6 +411,8 @@ def get_parser():
                              "configs/trainers/LinearProbe/vit_b16.yaml")
     parser.add_argument("--dataset-config-file", type=str, default="", help="path to config file for dataset setup")
     parser.add_argument("--backbone", type=str, default="", help="CLIP backbone name (MODEL.BACKBONE.NAME)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="run again although --output-dir holds a run (the old one is moved aside)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an input error too")
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
                         help="modify config options using the command-line (KEY VALUE pairs)")

@@ -4,6 +4,7 @@ A tree is what ELEVATER's toolkit downloads: ``<root>/<root_folder>/`` with the 
 (``train.txt``: ``train.zip@<member> <label>``), ``labels.txt`` and the zip files of the images.
 """
 
+import importlib.util
 import json
 import math
 import os
@@ -204,11 +205,17 @@ def test_every_task_has_a_yaml_the_launchers_find():
 
     assert len(TASKS) == 20 and len({t.dataset for t in TASKS}) == 20
     assert sum(bool(t.coop) for t in TASKS) == 8
+    names = ",".join(task.dataset for task in TASKS)  # the launchers' resolver, all 20 joined in one call
+    found = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "lib", "launch.py"), "dataset", names],
+                           cwd=REPO, capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr
+    lines = found.stdout.strip().split("\n")
+    assert lines[lines.index("DATASET.NAME") + 1] == names
+    spec = importlib.util.spec_from_file_location("launch", os.path.join(REPO, "scripts", "lib", "launch.py"))
+    launch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launch)
     for task in TASKS:
-        found = subprocess.run(["bash", "-c", f"source scripts/dpl/common.sh && dataset_yaml {task.dataset}"],
-                               cwd=REPO, capture_output=True, text=True)
-        assert found.returncode == 0, found.stderr
-        with open(os.path.join(REPO, found.stdout.strip())) as f:
+        with open(launch.dataset_yaml(task.dataset)) as f:
             text = f.read()
         assert f'NAME: "{task.dataset}"' in text and f"ELEVATER metric: {task.metric}" in text
 

@@ -11,7 +11,8 @@ from conftest import REPO_ROOT, calls, option
 
 OVERRIDES = ["TRAIN.PRINT_FREQ", "3", "OPTIM.MAX_EPOCH", "2"]
 LIBRARIES = {"lib/launch.sh", "dpl/common.sh", "dept/variants.sh"}  # sourced, not run
-NOT_TRAIN_PY = {"demo.sh"}  # runs scripts/demo.py (tests/test_demo.py), takes no KEY VALUE overrides
+NOT_TRAIN_PY = {"demo.sh",  # runs scripts/demo.py (tests/test_demo.py), takes no KEY VALUE overrides
+                "lpclip/linear_probe.sh"}  # runs tools/linear_probe.py (tests/tools/test_linear_probe.py)
 
 IVLP, LP, VPT = "vit_b16_c2_ep5_batch4_2+2ctx", "vit_b16_c2_ep5_batch4_4ctx_language_only", "vit_b16_c2_ep5_batch4_4"
 

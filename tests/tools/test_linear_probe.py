@@ -160,7 +160,9 @@ def test_a_changed_cache_entry_is_not_used(tmp_path):
 
 
 STUB_PYTHON = """#!/bin/bash
-# stands for python: records its arguments, writes a finished log into --output-dir
+# stands for python: records the linear probe's arguments and writes a finished log into --output-dir;
+# anything else (the launchers' own helper) runs in the real interpreter
+if [ "$2" != "tools.linear_probe" ]; then exec "$REAL_PYTHON" "$@"; fi
 while [ $# -gt 0 ]; do
     if [ "$1" = "--output-dir" ]; then out=$2; fi
     echo "$1" >> "$CALLS"; shift
@@ -170,25 +172,26 @@ mkdir -p "$out" && printf '* accuracy: 50.0%%\\nElapsed: 0:00:01\\n' > "$out/log
 """
 
 
-def test_the_script_runs_every_shot_and_seed_and_skips_finished_runs(tmp_path):
+def test_the_script_runs_every_shot_and_seed_with_the_dataset_forms(tmp_path):
     stub = tmp_path / "python"
     stub.write_text(STUB_PYTHON)
     stub.chmod(0o755)
     calls = tmp_path / "calls.txt"
     env = dict(os.environ, PYTHON=str(stub), CALLS=str(calls), DATA=str(tmp_path / "data"),
-               OUTPUT=str(tmp_path / "out"), CLIP_WEIGHTS="/weights/clip.pt", SHOTS="1 16", SEEDS="1 2")
-    args = ["bash", os.path.join(REPO_ROOT, "scripts", "lpclip", "linear_probe.sh"), "oxford_pets",
+               OUTPUT=str(tmp_path / "out"), CLIP_WEIGHTS="/weights/clip.pt", SHOTS="1 16", SEEDS="1 2",
+               OVERWRITE="1", REAL_PYTHON=sys.executable)
+    args = ["bash", os.path.join(REPO_ROOT, "scripts", "lpclip", "linear_probe.sh"), "OxfordPets",
             "LINEAR_PROBE.PREC", "bf16"]
-    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     runs = [run.strip().split("\n") for run in calls.read_text().split("---") if run.strip()]
     assert len(runs) == 4
     first = runs[0]
-    assert first[:2] == ["-m", "tools.linear_probe"]
+    assert first[:2] == ["-m", "tools.linear_probe"] and "--overwrite" in first
     assert first[first.index("--output-dir") + 1] == str(tmp_path / "out" / "fewshot" / "oxford_pets" / "shots_1"
                                                            / "LinearProbe" / "vit_b16" / "seed1")
-    assert first[first.index("--config-file") + 1] == "configs/trainers/LinearProbe/vit_b16.yaml"
-    assert first[first.index("--dataset-config-file") + 1] == "configs/datasets/oxford_pets.yaml"
+    assert first[first.index("--config-file") + 1].endswith("configs/trainers/LinearProbe/vit_b16.yaml")
+    assert first[first.index("--dataset-config-file") + 1].endswith("configs/datasets/oxford_pets.yaml")
     tail = first[first.index("DATASET.NUM_SHOTS"):]
     assert tail == ["DATASET.NUM_SHOTS", "1", "MODEL.BACKBONE.PATH", "/weights/clip.pt", "LINEAR_PROBE.PREC", "bf16"]
     assert [r[r.index("DATASET.NUM_SHOTS") + 1] + "/" + r[r.index("--seed") + 1] for r in runs] == \
@@ -197,9 +200,17 @@ def test_the_script_runs_every_shot_and_seed_and_skips_finished_runs(tmp_path):
     assert [(g["trainer"], g["shots"], g["seeds"]) for g in summary["groups"]] == \
         [("LinearProbe", "1", [1, 2]), ("LinearProbe", "16", [1, 2])]
 
-    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
-    assert again.returncode == 0 and again.stdout.count("Skip this job") == 4
-    assert len([run for run in calls.read_text().split("---") if run.strip()]) == 4  # nothing re-run
+
+def test_a_finished_probe_is_skipped_and_other_settings_are_refused(tmp_path, clip_path):
+    out = tmp_path / "out"
+    first = run_probe(probe_argv(tmp_path / "data", str(out), clip_path, 2))
+    assert (out / "run_complete.json").is_file() and (out / "run_settings.json").is_file()
+    again = run_probe(probe_argv(tmp_path / "data", str(out), clip_path, 2))
+    assert again["test_accuracy"] == first["test_accuracy"]  # the recorded result, nothing recomputed
+    from dassl.utils import ConfigError
+
+    with pytest.raises(ConfigError, match="DATASET.NUM_SHOTS: 2 -> 4"):
+        run_probe(probe_argv(tmp_path / "data", str(out), clip_path, 4))
 
 
 def test_bad_precision_is_an_input_error(tmp_path, clip_path):

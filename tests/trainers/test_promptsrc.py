@@ -253,8 +253,13 @@ def test_resume_in_the_middle_ends_like_an_uninterrupted_run(run_train, make_arg
     for key, value in reference.items():
         assert torch.equal(prompts_of(resumed)[key], value), key
 
+    other_weights = make_argv("PromptSRC", *opts[:-1], "5", output_dir=tmp_path / "killed")
+    with pytest.raises(ConfigError, match="TRAINER.PROMPTSRC.GPA_MEAN: 2 -> 5"):  # the run record refuses first
+        run_train(other_weights)
+    os.remove(tmp_path / "killed" / "run_settings.json")  # a folder from before run records: the GPA state refuses
+    os.remove(tmp_path / "killed" / "run_complete.json")
     with pytest.raises(CheckpointError, match="other GPA weights"):
-        run_train(make_argv("PromptSRC", *opts[:-1], "5", output_dir=tmp_path / "killed"))
+        run_train(other_weights)
 
 
 def test_one_epoch_with_its_window_inside_runs(run_train, make_argv, monkeypatch):
