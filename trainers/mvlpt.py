@@ -248,16 +248,24 @@ class MultitaskVLPromptLearner(PromptProvider):
 # ---------------------------------------------------------------------------
 # Loading prompts: eval-only (--model-dir), transfer (SOURCE_CHECKPOINT), best-val reload
 # ---------------------------------------------------------------------------
-def checkpoint_file(path, model_file="model-best.pth.tar", model_name="prompt_learner"):
-    """A checkpoint file, or the one a run / averaged folder holds."""
+def checkpoint_file(path, model_name="prompt_learner"):
+    """A checkpoint file, or the one a run / averaged folder holds: its model-best.pth.tar (best_val runs,
+    averaged prompts), else the last checkpoint saved (the file its ``checkpoint`` pointer names)."""
     if osp.isfile(path):
         return path
-    candidates = [osp.join(path, model_name, model_file), osp.join(path, model_file)]
-    for candidate in candidates:
-        if osp.isfile(candidate):
-            return candidate
-    raise MissingFileError(f'No MVLPT checkpoint at "{path}": expected a file, or a folder holding '
-                           f"{' or '.join(candidates)} (a training run's output or tools/average_checkpoints.py's).")
+    for folder in (osp.join(path, model_name), path):
+        best = osp.join(folder, "model-best.pth.tar")
+        if osp.isfile(best):
+            return best
+        pointer = osp.join(folder, "checkpoint")
+        if osp.isfile(pointer):
+            with open(pointer) as f:
+                last = osp.join(folder, f.readline().strip())
+            if osp.isfile(last):
+                return last
+    raise MissingFileError(f'No MVLPT checkpoint at "{path}": expected a checkpoint file, or a folder holding '
+                           f"{model_name}/model-best.pth.tar or {model_name}/checkpoint (a training run's output, "
+                           "or tools/average_checkpoints.py's).")
 
 
 def _describe_backbone(backbone):

@@ -4,6 +4,7 @@ import copy
 import random
 from collections import defaultdict
 
+import torch
 from torch.utils.data import DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
 from dassl.utils.dist import get_rank, get_world_size
@@ -150,20 +151,25 @@ class TaskBalancedSampler(Sampler):
         self.num_batches = max(1, len(data_source) // batch_size)
 
     def __iter__(self):
+        # torch's global RNG, as RandomSampler: seeded runs and resumed runs draw the same batches
+        generator = torch.Generator()
+        generator.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
         queues = {task: [] for task in self.tasks}
+
+        def permuted(items):
+            return [items[i] for i in torch.randperm(len(items), generator=generator).tolist()]
 
         def draw(task):
             if not queues[task]:
-                queues[task] = random.sample(self.task_items[task], len(self.task_items[task]))
+                queues[task] = permuted(self.task_items[task])
             return queues[task].pop()
 
         share, extra = divmod(self.batch_size, len(self.tasks))
         indices = []
         for _ in range(self.num_batches):
             batch = [draw(task) for task in self.tasks for _ in range(share)]
-            batch += [draw(task) for task in random.sample(self.tasks, extra)]
-            random.shuffle(batch)
-            indices.extend(batch)
+            batch += [draw(task) for task in permuted(self.tasks)[:extra]]
+            indices.extend(permuted(batch))
         return iter(indices)
 
     def __len__(self):
