@@ -4,6 +4,7 @@ import copy
 import random
 from collections import defaultdict
 
+import torch
 from torch.utils.data import DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
 from dassl.utils.dist import get_rank, get_world_size
@@ -13,6 +14,7 @@ __all__ = [
     "RandomDomainSampler",
     "SeqDomainSampler",
     "RandomClassSampler",
+    "TaskBalancedSampler",
     "EvalDistributedSampler",
 ]
 
@@ -126,6 +128,54 @@ class RandomClassSampler(Sampler):
         return self.length
 
 
+class TaskBalancedSampler(Sampler):
+    """Every batch holds (about) the same number of items of every task (``Datum.dataset``: the datasets
+    of a joined ``DATASET.NAME "A,B"``), whatever the tasks' sizes.
+
+    Each batch gives ``batch_size // n_tasks`` items to every task and the remaining
+    ``batch_size % n_tasks`` to tasks drawn at random (a different draw each batch). Within a task,
+    items are drawn without replacement from a shuffled queue that is refilled (reshuffled) when it
+    runs out, so small tasks repeat within an epoch and large ones are sub-sampled. An epoch has as
+    many batches as one pass over all items would, ``max(1, len(data_source) // batch_size)``: the
+    same number of steps as ``RandomSampler``, with another mix of tasks.
+    """
+
+    def __init__(self, data_source, batch_size):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1, got {}".format(batch_size))
+        self.batch_size = batch_size
+        self.task_items = defaultdict(list)
+        for index, item in enumerate(data_source):
+            self.task_items[item.dataset].append(index)
+        self.tasks = sorted(self.task_items)
+        self.num_batches = max(1, len(data_source) // batch_size)
+
+    def __iter__(self):
+        # torch's global RNG, as RandomSampler: seeded runs and resumed runs draw the same batches
+        generator = torch.Generator()
+        generator.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+        queues = {task: [] for task in self.tasks}
+
+        def permuted(items):
+            return [items[i] for i in torch.randperm(len(items), generator=generator).tolist()]
+
+        def draw(task):
+            if not queues[task]:
+                queues[task] = permuted(self.task_items[task])
+            return queues[task].pop()
+
+        share, extra = divmod(self.batch_size, len(self.tasks))
+        indices = []
+        for _ in range(self.num_batches):
+            batch = [draw(task) for task in self.tasks for _ in range(share)]
+            batch += [draw(task) for task in permuted(self.tasks)[:extra]]
+            indices.extend(permuted(batch))
+        return iter(indices)
+
+    def __len__(self):
+        return self.num_batches * self.batch_size
+
+
 def build_sampler(sampler_type, cfg=None, data_source=None, batch_size=32, n_domain=0, n_ins=16):
     """A sampler by name. Under torch.distributed, Random/Sequential become sharded samplers."""
     distributed = get_world_size() > 1
@@ -138,7 +188,8 @@ def build_sampler(sampler_type, cfg=None, data_source=None, batch_size=32, n_dom
         if distributed:
             return EvalDistributedSampler(data_source, num_replicas=get_world_size(), rank=get_rank())
         return SequentialSampler(data_source)
-    if distributed and sampler_type in ("RandomDomainSampler", "SeqDomainSampler", "RandomClassSampler"):
+    if distributed and sampler_type in ("RandomDomainSampler", "SeqDomainSampler", "RandomClassSampler",
+                                        "TaskBalancedSampler"):
         raise NotImplementedError(
             "{} has no distributed version; run single-process or use RandomSampler.".format(sampler_type))
     if sampler_type == "RandomDomainSampler":
@@ -147,4 +198,6 @@ def build_sampler(sampler_type, cfg=None, data_source=None, batch_size=32, n_dom
         return SeqDomainSampler(data_source, batch_size)
     if sampler_type == "RandomClassSampler":
         return RandomClassSampler(data_source, batch_size, n_ins)
+    if sampler_type == "TaskBalancedSampler":
+        return TaskBalancedSampler(data_source, batch_size)
     raise ValueError("Unknown sampler type: {}".format(sampler_type))

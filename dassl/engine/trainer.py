@@ -450,13 +450,33 @@ class SimpleTrainer(TrainerBase):
         do_test = not self.cfg.TEST.NO_TEST
 
         if do_test and self.cfg.TEST.FINAL_MODEL == "best_val":
-            curr_result = self.test(split="val")
+            curr_result = self.validation_result()
             if curr_result > self.best_result:  # strict: ties keep the earlier model
                 self.best_result = curr_result
                 self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar")
 
         # Every epoch, so that a killed run resumes from its last one; kept: see kept_checkpoint_epoch.
         self.save_epoch_checkpoint()
+
+    def validation_result(self):
+        """What TEST.FINAL_MODEL best_val selects on: the val accuracy, or on a joined dataset
+        (DATASET.NAME "A,B") the mean of the per-dataset val accuracies, so a large dataset does not
+        outweigh the others. Never the test split: without a val split this is an error."""
+        from dassl.data.datasets.joined import is_joined_dataset
+        from dassl.errors import ConfigError
+
+        if self.val_loader is None:
+            raise ConfigError(
+                "TEST.FINAL_MODEL best_val selects the model on the val split, but the data has none (the "
+                "evaluation would fall back to the test split). Use a dataset with a val split, or "
+                "TEST.FINAL_MODEL last_step.")
+        result = self.test(split="val")
+        per_dataset = getattr(self.evaluator, "counts_per_dataset", None)
+        if is_joined_dataset(getattr(self.dm, "dataset", None)) and per_dataset:
+            accuracies = [100.0 * c["correct"] / c["total"] for c in per_dataset.values() if c["total"]]
+            result = sum(accuracies) / len(accuracies)
+            print("Model selection: mean val accuracy over {} datasets = {:.2f}%".format(len(accuracies), result))
+        return result
 
     @torch.no_grad()
     def test(self, split=None, save_predictions=False):
