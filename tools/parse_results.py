@@ -482,8 +482,11 @@ ELEVATER_BY_PLAIN_NAME = {_plain_name(alias): name for name, aliases in ELEVATER
 
 
 def elevater_target(dataset):
-    """The ELEVATER name of one of the 12 targets for a dataset folder name ('CIFAR10' -> 'cifar-10'), or None."""
-    return ELEVATER_BY_PLAIN_NAME.get(_plain_name(dataset))
+    """The ELEVATER name of one of the 12 targets for a dataset folder name ('CIFAR10' -> 'cifar-10'), or None;
+    the launchers name folders after the YAML stems (configs/datasets/elevater_cifar10.yaml), prefix dropped."""
+    plain = _plain_name(dataset)
+    return ELEVATER_BY_PLAIN_NAME.get(plain) or ELEVATER_BY_PLAIN_NAME.get(plain[len("elevater"):]
+                                                                       if plain.startswith("elevater") else "")
 
 
 def is_mvlpt_target_group(group):

@@ -4,27 +4,28 @@
 # usage: bash scripts/mvlpt/source.sh [SHOTS] [KEY VALUE ...]
 #   SHOTS      shots per class of every source (default 16)
 #   KEY VALUE  overrides, e.g. DATALOADER.TRAIN_X.SAMPLER TaskBalancedSampler, DATASET.LABEL_SPACE per_task
-# Environment (common.sh): SOURCES (comma-separated DATASET.NAMEs; default the release's 11 CoOp
-# datasets), CFG (vit_b16_mcoop | vit_b16_mvpt | vit_b16_mupt), DATA, OUTPUT, CLIP_WEIGHTS, SEEDS, PYTHON.
-# Model selection: best_val on the mean per-task val accuracy; ImageNet's val is a held-out part of
-# train (DATASET.VAL_SPLIT train_holdout), never its test images.
+#   SOURCES    (environment) the source datasets, "A,B,..." in any form a launcher takes (default the
+#              release's 11 CoOp datasets, 2,191 classes, in its order: the logit columns' order)
+#   CFG        (environment) vit_b16_mcoop | vit_b16_mvpt | vit_b16_mupt (default), or a YAML path
+# Model selection: best_val on the mean per-task val accuracy; val is a held-out part of train
+# (DATASET.VAL_SPLIT train_holdout), so ImageNet's val is never its test images.
 # Output: $OUTPUT/mvlpt/source/<SOURCES>/shots_<K>/MVLPT/<CFG>/seed<S> and .../<CFG>/avg
+# DATA, OUTPUT, CLIP_WEIGHTS, PYTHON, OVERWRITE, SEEDS and the trailing overrides: scripts/lib/launch.sh.
 set -e
-source "$(dirname "$0")/common.sh"
-SHOTS=${1:-16}
-if [ $# -gt 0 ]; then shift; fi
-SOURCES=${SOURCES:-$MVLPT_SOURCES}
-YAML=$(dataset_yaml "$SOURCES")
-BASE=${OUTPUT}/mvlpt/source/${SOURCES}/shots_${SHOTS}/MVLPT/${CFG}
+source "$(dirname "$0")/../lib/launch.sh"
+source "$(dirname "$0")/sources.sh"
+SHOTS=16
+if [ $# -gt 0 ] && [[ "$1" != *.* ]]; then SHOTS=$1; shift; fi
+use_dataset "${SOURCES:-$MVLPT_SOURCES}"
+TRAINER=MVLPT; CFG=${CFG:-vit_b16_mupt}; use_config
+take_overrides "$@"
+BASE=$OUTPUT/mvlpt/source/$DATASET_TAG/shots_$SHOTS/MVLPT/$CONFIG_TAG
 RUNS=()
 for SEED in $SEEDS; do
-    DIR=${BASE}/seed${SEED}
-    RUNS+=("$DIR")
-    if is_finished "$DIR"; then echo "Results are available in ${DIR}. Skip this job"; continue; fi
-    echo "Run this job and save the output to ${DIR}"
-    $PYTHON train.py --root "$DATA" --seed "$SEED" --trainer MVLPT \
-        --dataset-config-file "$YAML" --config-file configs/trainers/MVLPT/${CFG}.yaml --output-dir "$DIR" \
-        DATASET.NAME "$SOURCES" DATASET.NUM_SHOTS "$SHOTS" DATASET.LABEL_SPACE concatenated \
-        DATASET.VAL_SPLIT train_holdout TEST.FINAL_MODEL best_val "${BACKBONE[@]}" "$@"
+    RUNS+=("$BASE/seed$SEED")
+    train_py "$BASE/seed$SEED" "$SEED" -- DATASET.NUM_SHOTS "$SHOTS" DATASET.LABEL_SPACE concatenated \
+        DATASET.VAL_SPLIT train_holdout TEST.FINAL_MODEL best_val
+    require_finished "$BASE/seed$SEED" "the source training of seed $SEED did not finish"
 done
-$PYTHON -m tools.average_checkpoints "${BASE}/avg" "${RUNS[@]}"
+echo "+ $PYTHON -m tools.average_checkpoints $BASE/avg ${RUNS[*]}"
+"$PYTHON" -m tools.average_checkpoints "$BASE/avg" "${RUNS[@]}"

@@ -10,7 +10,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 # What the launchers get as $PYTHON: train.py calls are recorded (and leave a checkpoint and a
 # completion marker, so the next stage finds its input); `-m dassl.engine.run_record finished DIR`
-# answers from that marker; anything else (the launchers' own helper) runs in the real interpreter.
+# answers from that marker; `-m tools.average_checkpoints OUT ...` makes OUT; anything else (the launchers' own helper) runs in the real interpreter.
 STUB = r'''#!{python}
 import json, os, sys
 args = sys.argv[1:]
@@ -25,6 +25,9 @@ if args and args[0].endswith("train.py"):
         os.makedirs(os.path.join(out, "prompt_learner"), exist_ok=True)
         open(os.path.join(out, "prompt_learner", "model.pth.tar-" + epoch), "w").close()
     open(os.path.join(out, "stub_finished"), "w").close()
+    sys.exit(0)
+if args[:2] == ["-m", "tools.average_checkpoints"]:  # scripts/mvlpt/source.sh: the averaged folder appears
+    os.makedirs(args[2], exist_ok=True)
     sys.exit(0)
 if args[:2] == ["-m", "dassl.engine.run_record"]:
     sys.exit(0 if os.path.isfile(os.path.join(args[-1], "stub_finished")) else 1)

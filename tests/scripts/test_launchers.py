@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO_ROOT, calls, option
 
 OVERRIDES = ["TRAIN.PRINT_FREQ", "3", "OPTIM.MAX_EPOCH", "2"]
-LIBRARIES = {"lib/launch.sh", "dpl/common.sh", "dept/variants.sh"}  # sourced, not run
+LIBRARIES = {"lib/launch.sh", "dpl/common.sh", "dept/variants.sh", "mvlpt/sources.sh"}  # sourced, not run
 NOT_TRAIN_PY = {"demo.sh",  # runs scripts/demo.py (tests/test_demo.py), takes no KEY VALUE overrides
                 "lpclip/linear_probe.sh"}  # runs tools/linear_probe.py (tests/tools/test_linear_probe.py)
 
@@ -56,6 +56,8 @@ LAUNCHERS = [
     for name, args in [("base2new_train", ["toy", "1"]), ("base2new_test", ["toy", "1"]), ("few_shot", ["toy", "4"]),
                        ("xd_train", ["1"]), ("xd_test", ["dtd", "1"]), ("reproduce", ["toy", "1", "{w}/" + weights])]
 ] + [
+    ("mvlpt/source.sh", ["16"]),
+    ("mvlpt/target.sh", ["toy"]),
     ("dept/base2new_train.sh", ["coop", "toy", "1"]),
     ("dept/base2new_test.sh", ["coop", "toy", "1"]),
     ("dept/xd_train.sh", ["coop", "1"]),

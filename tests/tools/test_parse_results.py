@@ -525,3 +525,14 @@ def test_the_releases_few_shot_and_cross_dataset_layouts_are_read():
     base = describe_run_path(root, "/out/base2new/train_base/dtd/shots_16/IVLP/vit_b16_c2_ep5_batch4_2+2ctx/seed1")
     assert (base["protocol"], base["dataset"], base["shots"], base["trainer"]) == ("base2new/train_base", "dtd", "16",
                                                                                    "IVLP")
+
+
+def test_the_launchers_elevater_folders_are_the_twelve_targets():
+    """scripts/mvlpt/target.sh names a target's folder after its YAML stem (elevater_cifar10)."""
+    from tools.parse_results import ELEVATER_TARGETS, elevater_target
+
+    stems = [f[:-len(".yaml")] for f in os.listdir(os.path.join(os.path.dirname(parse_results.__file__), "..",
+                                                                  "configs", "datasets")) if f.startswith("elevater_")]
+    found = {elevater_target(stem) for stem in stems} - {None}
+    assert found == set(ELEVATER_TARGETS)
+    assert elevater_target("elevater_oxford_pets") is None and elevater_target("oxford_pets") is None
