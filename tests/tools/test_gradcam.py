@@ -1,6 +1,5 @@
 """tools/gradcam.py: Grad-CAM on a tiny ViT CLIP follows a planted patch; the CLI on real tiny runs."""
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -8,6 +7,7 @@ import torch
 from PIL import Image
 
 from clip.tiny import build_random_clip
+from cli_runner import run_train
 from tools import gradcam
 from trainers.model import PromptedCLIP, PromptProvider
 
@@ -124,17 +124,6 @@ def test_an_unknown_class_names_close_ones():
 
 
 # ---------------------------------------------------------------------------- the program
-def run_train(argv):
-    import train
-    from dassl.utils import Logger
-
-    old_stdout = sys.stdout
-    try:
-        return train.main(train.get_parser().parse_args([str(a) for a in argv]))
-    finally:
-        if isinstance(sys.stdout, Logger):
-            sys.stdout.close()
-        sys.stdout = old_stdout
 
 
 FAST = ["INPUT.SIZE", "(32, 32)", "INPUT.TRANSFORMS", "['normalize']", "DATALOADER.NUM_WORKERS", "0",

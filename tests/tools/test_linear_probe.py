@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from cli_runner import run_main
 from tools import linear_probe, parse_results
 from tools.linear_probe import Probe, search_regularisation
 
@@ -80,15 +81,7 @@ def clip_path(tmp_path_factory):
 
 
 def run_probe(argv):
-    from dassl.utils import Logger
-
-    old_stdout = sys.stdout
-    try:
-        return linear_probe.main(linear_probe.get_parser().parse_args([str(a) for a in argv]))
-    finally:
-        if isinstance(sys.stdout, Logger):
-            sys.stdout.close()
-        sys.stdout = old_stdout
+    return run_main(lambda args: linear_probe.main(linear_probe.get_parser().parse_args(args)), argv)
 
 
 def probe_argv(root, out, clip_path, shots, seed=1, *opts):

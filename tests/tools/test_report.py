@@ -3,12 +3,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from cli_runner import run_train
 from tools import report
 from tools.parse_results import find_runs, summarize
 
@@ -21,18 +21,6 @@ FAST = ["INPUT.SIZE", "(32, 32)", "INPUT.TRANSFORMS", "['normalize']", "DATALOAD
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
-def run_train(argv):
-    """train.py's main in this process; stdout restored afterwards (main tees it into log.txt)."""
-    import train
-    from dassl.utils import Logger
-
-    old_stdout = sys.stdout
-    try:
-        return train.main(train.get_parser().parse_args([str(a) for a in argv]))
-    finally:
-        if isinstance(sys.stdout, Logger):
-            sys.stdout.close()
-        sys.stdout = old_stdout
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Shared helpers of the DPL trainer tests: a tiny CLIP, the Toy data root, train.py in-process."""
 import os
-import sys
+
+from cli_runner import run_train  # noqa: F401  (the trainer tests import it from here)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOY_YAML = os.path.join(REPO_ROOT, "configs", "datasets", "toy.yaml")
@@ -20,18 +21,6 @@ FAST_OPTS = [
 ]
 
 
-def run_train(argv):
-    """train.py's main in this process; stdout restored afterwards."""
-    import train
-    from dassl.utils import Logger
-
-    old_stdout = sys.stdout
-    try:
-        return train.main(train.get_parser().parse_args([str(a) for a in argv]))
-    finally:
-        if isinstance(sys.stdout, Logger):
-            sys.stdout.close()
-        sys.stdout = old_stdout
 
 
 def search_argv(root, clip_path, output_dir, *opts, epochs=2, seed=1):
