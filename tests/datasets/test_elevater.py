@@ -14,6 +14,7 @@ import zipfile
 
 import pytest
 
+from cli_runner import run_train
 from dataset_trees import JPEG_BYTES, REPO, make_cfg, per_class_counts, register_datasets
 
 
@@ -226,21 +227,12 @@ def test_train_cli_runs_coop_on_an_elevater_task(root, tmp_path, capsys):
     elevater_tree(root, "caltech-101", classes=("accordion", "airplane", "anchor"), n_train=6, n_test=3)
     clip_path = save_tiny_clip(str(tmp_path / "tiny.pt"), arch="ViT")
     out = tmp_path / "out"
-    import train
-    from dassl.utils import Logger
-
     argv = ["--root", str(root), "--trainer", "CoOp", "--seed", "1", "--output-dir", str(out),
             "--dataset-config-file", os.path.join(REPO, "configs", "datasets", "elevater_caltech101.yaml"),
             "DATASET.NUM_SHOTS", "5", "MODEL.BACKBONE.PATH", clip_path, "INPUT.SIZE", "(32, 32)",
             "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "OPTIM.MAX_EPOCH", "1",
             "TRAINER.COOP.PREC", "fp32", "TRAINER.COOP.N_CTX", "2", "USE_CUDA", "False", "TRAIN.PRINT_FREQ", "100"]
-    old_stdout = sys.stdout
-    try:
-        trainer = train.main(train.get_parser().parse_args(argv))
-    finally:
-        if isinstance(sys.stdout, Logger):
-            sys.stdout.close()
-        sys.stdout = old_stdout
+    trainer = run_train(argv)
     assert trainer.num_classes == 3 and len(trainer.dm.dataset.train_x) == 12
     log = (out / "log.txt").read_text()
     assert "* accuracy:" in log and "* mean_per_class:" in log

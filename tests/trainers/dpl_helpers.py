@@ -91,3 +91,16 @@ def normalise(x):
 
 
 test_loss.__test__ = False  # a helper, not a test
+
+
+def image_folder_from_toy(toy_root, folder, names=("alpha", "beta"), per_class=12):
+    """An ImageFolder tree (``folder/<name>/<i>.png``) of generated Toy images, one slice of them per class:
+    a second dataset to join with Toy (the Toy tree must exist: run any Toy run first)."""
+    from PIL import Image
+
+    sources = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(toy_root, "toy"))
+                     for f in fs if f.endswith(".png"))
+    for c, name in enumerate(names):
+        os.makedirs(os.path.join(folder, name))
+        for i, src in enumerate(sources[c * 30: c * 30 + per_class]):
+            Image.open(src).save(os.path.join(folder, name, f"{i}.png"))

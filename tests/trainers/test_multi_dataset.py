@@ -3,14 +3,12 @@
 The second dataset is an ImageFolder of two classes made of Toy images, so Toy (4 classes) and it
 (2 classes) join into 6 classes: Toy's labels 0-3, the folder's 4-5.
 """
-import os
 import re
 
 import pytest
 import torch
-from PIL import Image
 
-from dpl_helpers import run_train
+from dpl_helpers import image_folder_from_toy, run_train
 
 TWO = ("DATASET.NAME", "Toy,ImageFolder")
 COOP = ("TRAINER.COOP.PREC", "fp32", "TRAINER.COOP.N_CTX", "4", "TRAINER.COOP.CSC", "True",
@@ -22,12 +20,7 @@ def two_datasets(make_argv, toy_root, tmp_path, run_train):
     """make_argv for CoOp on Toy + an ImageFolder (built from the generated Toy images)."""
     run_train(make_argv("ZeroshotCLIP", "TRAINER.ZSCLIP.PREC", "fp32", flags=("--eval-only",)))  # makes Toy
     folder = tmp_path / "shapes2"
-    sources = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(toy_root, "toy"))
-                     for f in fs if f.endswith(".png"))
-    for c, name in enumerate(["alpha", "beta"]):
-        os.makedirs(folder / name)
-        for i, src in enumerate(sources[c * 30: c * 30 + 12]):
-            Image.open(src).save(folder / name / f"{i}.png")
+    image_folder_from_toy(toy_root, str(folder))
 
     def _argv(*opts, **kwargs):
         return make_argv("CoOp", *TWO, "DATASET.IMAGE_FOLDER.DIR", str(folder), *COOP, *opts, **kwargs)

@@ -12,17 +12,14 @@ The release's mechanics:
   The release hands the block a batch-first (1, T, dim) tensor, which the sequence-first block
   reads as T sequences of one token: attention over a single key is the value itself.
 """
-import os
 import re
 
 import pytest
 import torch
-import torch.nn.functional as F
-from PIL import Image
 
 import clip
 from dassl.utils import CheckpointError, ConfigError
-from dpl_helpers import normalise, randomise, run_train
+from dpl_helpers import image_folder_from_toy, normalise, randomise, run_train
 
 ATOL = 1e-4
 BASE = ("TRAINER.MVLPT.PREC", "fp32")
@@ -190,12 +187,7 @@ def two_datasets(make_argv, toy_root, tmp_path, run_train):
     """make_argv for MVLPT on Toy (4 classes) + an ImageFolder of 2 classes (labels 4-5)."""
     run_train(make_argv("ZeroshotCLIP", "TRAINER.ZSCLIP.PREC", "fp32", flags=("--eval-only",)))  # makes Toy
     folder = tmp_path / "shapes2"
-    sources = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(toy_root, "toy"))
-                     for f in fs if f.endswith(".png"))
-    for c, name in enumerate(["alpha", "beta"]):
-        os.makedirs(folder / name)
-        for i, src in enumerate(sources[c * 30: c * 30 + 12]):
-            Image.open(src).save(folder / name / f"{i}.png")
+    image_folder_from_toy(toy_root, str(folder))
 
     def _argv(*opts, names="Toy,ImageFolder", **kwargs):
         return make_argv("MVLPT", "DATASET.NAME", names, "DATASET.IMAGE_FOLDER.DIR", str(folder), *opts, **kwargs)
